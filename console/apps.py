@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class ConsoleConfig(AppConfig):
+    name = "console"
+    verbose_name = "Steward console"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from console import permissions, tasks  # noqa: F401  (registers recovery hooks)
+
+        post_migrate.connect(permissions.sync_groups_after_migrate, sender=self)

@@ -1,0 +1,19 @@
+"""Test settings: the real settings, in a throw-away data directory per test run.
+
+The SQLite test database is a file so that the real console started by the browser tests (a
+subprocess) sees the rows the tests create.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("STEWARD_HOME", tempfile.mkdtemp(prefix="steward-test-"))
+os.environ.setdefault("STEWARD_DEBUG", "0")
+
+from console.settings import *  # noqa: E402,F403
+from console.settings import DATABASES, STEWARD_HOME  # noqa: E402
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": str(STEWARD_HOME / "test-db.sqlite3")}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

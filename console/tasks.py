@@ -1,0 +1,97 @@
+"""Console Celery tasks: the runtime check, and start-up recovery of queued work."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import timedelta
+
+from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from console import recovery
+from console.models import RuntimeCheck
+from console.push import group_name, push
+
+STEP_DELAY = 0.05
+
+
+def runtime_check_group(check_id: int) -> str:
+    return group_name("runtime-check", check_id)
+
+
+def _publish(check: RuntimeCheck, text: str) -> None:
+    push(
+        runtime_check_group(check.pk),
+        {
+            "type": "check.event",
+            "status": check.status,
+            "step": check.steps_done,
+            "total": check.steps_total,
+            "text": text,
+            "worker": check.worker,
+        },
+    )
+
+
+@shared_task(name="console.run_runtime_check")
+def run_runtime_check(check_id: int) -> str:
+    # Claim: only one task may move the row from queued to running (duplicates do nothing).
+    worker = f"{socket.gethostname()}/{threading.current_thread().name}"
+    claimed = RuntimeCheck.objects.filter(pk=check_id, status=RuntimeCheck.Status.QUEUED).update(
+        status=RuntimeCheck.Status.RUNNING, started_at=timezone.now(), worker=worker
+    )
+    if not claimed:
+        return "not claimed"
+    check = RuntimeCheck.objects.get(pk=check_id)
+    _publish(check, f"Picked up by worker {worker}")
+    for step in range(1, check.steps_total + 1):
+        time.sleep(STEP_DELAY)
+        RuntimeCheck.objects.filter(pk=check_id).update(steps_done=step)
+        check.steps_done = step
+        _publish(check, f"Step {step} of {check.steps_total} done")
+    RuntimeCheck.objects.filter(pk=check_id).update(
+        status=RuntimeCheck.Status.DONE, finished_at=timezone.now()
+    )
+    check.status = RuntimeCheck.Status.DONE
+    _publish(check, "Runtime check finished: the worker reached this browser.")
+    return "done"
+
+
+def request_runtime_check(user) -> RuntimeCheck:
+    """Create the row, then enqueue once the transaction commits (the row is the truth)."""
+    with transaction.atomic():
+        check = RuntimeCheck.objects.create(requested_by=user if user.is_authenticated else None)
+        transaction.on_commit(lambda: run_runtime_check.delay(check.pk))
+    return check
+
+
+@recovery.register("runtime checks")
+def recover_runtime_checks() -> int:
+    """Queued checks are enqueued again; running ones were cut off and are marked interrupted.
+
+    In the embedded process nothing else can be running one. With several worker processes,
+    only checks running far longer than a check ever takes are taken as cut off; duplicates
+    of a re-enqueued check are harmless (the claim lets one through).
+    """
+    running = RuntimeCheck.objects.filter(status=RuntimeCheck.Status.RUNNING)
+    if settings.STEWARD_SCALED:
+        running = running.filter(started_at__lt=timezone.now() - timedelta(minutes=2))
+    interrupted = running.update(
+        status=RuntimeCheck.Status.INTERRUPTED, finished_at=timezone.now()
+    )
+    queued = list(
+        RuntimeCheck.objects.filter(status=RuntimeCheck.Status.QUEUED).values_list("pk", flat=True)
+    )
+    for pk in queued:
+        run_runtime_check.delay(pk)
+    return interrupted + len(queued)
+
+
+@worker_ready.connect
+def _recover_on_worker_ready(**kwargs) -> None:
+    recovery.recover_all()
