@@ -39,3 +39,35 @@ class RuntimeCheck(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.INTERRUPTED}
+
+
+class LogStream(models.Model):
+    """One append-only log (a node's launch log, a build's console): bytes with offsets.
+
+    ``size`` is the committed length; chunks tile ``[0, size)`` without gaps or overlaps.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    size = models.BigIntegerField(default=0)
+    complete = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class LogChunk(models.Model):
+    stream = models.ForeignKey(LogStream, on_delete=models.CASCADE, related_name="chunks")
+    offset = models.BigIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "offset"], name="log_chunk_unique_offset")
+        ]
+        ordering = ["offset"]
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
