@@ -45,3 +45,24 @@ def operator_client(client, operator):
 def viewer_client(client, viewer):
     client.force_login(viewer)
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def credentials_master_key():
+    """The run's data directory has a credentials master key, as after a console start."""
+    from credentials import crypto
+
+    if not crypto.load_keys():
+        crypto.create_key_file()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker in a thread of the test process (in-memory broker). Tests that use
+    it need ``@pytest.mark.django_db(transaction=True)`` so the worker sees their rows."""
+    from console.testing import InProcessWorker
+
+    with django_db_blocker.unblock():
+        worker = InProcessWorker().start()
+    yield worker
+    worker.stop()
