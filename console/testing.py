@@ -132,3 +132,45 @@ class ConsoleProcess:
     def __exit__(self, *exc) -> None:
         if self.proc and self.proc.poll() is None:
             self.stop()
+
+
+class InProcessWorker:
+    """A real Celery worker (threads pool) in a thread of the test process, on the in-memory
+    broker: what the embedded console runs, without the web server. Tasks really go through
+    the broker and run on worker threads; nothing is eager."""
+
+    def __init__(self, concurrency: int = 4) -> None:
+        from celery.worker import WorkController
+
+        from console.celery import app
+
+        self.worker = WorkController(
+            app=app, pool="threads", concurrency=concurrency, hostname=f"test-{os.getpid()}@localhost",
+            without_heartbeat=True, without_mingle=True, without_gossip=True, loglevel="WARNING",
+        )
+        import threading
+
+        self.thread = threading.Thread(target=self.worker.start, name="test-celery-worker", daemon=True)
+
+    def start(self, timeout: float = 15.0) -> InProcessWorker:
+        from celery import bootsteps
+
+        from console import recovery
+
+        recovery.enabled = False
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            consumer = getattr(self.worker, "consumer", None)
+            if consumer is not None and consumer.blueprint.state == bootsteps.RUN:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("the in-process Celery worker did not start")
+
+    def stop(self) -> None:
+        from celery.worker import state as worker_state
+
+        worker_state.should_stop = 0
+        self.thread.join(10)
+        worker_state.should_stop = None
+        worker_state.should_terminate = None
