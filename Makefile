@@ -6,8 +6,11 @@ PIP_QUIET := 2>&1 | grep -v -e "is ignored: it is neither" -e "^$$" || true
 
 .PHONY: run test test-scaled web worker beat migrate lint bench clean system-deps
 
+# A venv left half-made (e.g. by a missing venv module) has a python but no pip: make it again.
 $(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip --version >/dev/null 2>&1 || { \
+	  PYTHON=$(PYTHON) ./scripts/system-deps venv && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || { \
+	  echo "Could not create $(VENV) with $(PYTHON)." >&2; exit 1; }
 	@echo "Installing Python packages into $(VENV) ..."
 	@$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]' $(PIP_QUIET)
 	@$(PY) -c "import django, celery, channels, paramiko, playwright" || (echo "package install failed" >&2; exit 1)
@@ -29,20 +32,26 @@ test-scaled: $(VENV)/.installed system-deps
 	 $(PY) -m pytest $(PYTEST_ARGS)
 
 system-deps:
-	@./scripts/system-deps
+	@PYTHON=$(PYTHON) ./scripts/system-deps test
 
 # --- the scaled configuration: set DATABASE_URL, REDIS_URL, STEWARD_SECRET_KEY and
-# STEWARD_MASTER_KEY(_FILE) the same for every process, then start any number of each.
+# STEWARD_MASTER_KEY(_FILE) the same for every process. `make migrate` once (and after each
+# upgrade), then start any number of web and worker processes, and exactly one beat.
+## migrate: apply migrations, create the groups, the master key and (first time) the admin
 migrate: $(VENV)/.installed
-	@$(PY) manage.py migrate
-web: $(VENV)/.installed
 	@$(PY) manage.py prepare_home
-	@$(VENV)/bin/uvicorn console.asgi:application --host $${STEWARD_BIND:-127.0.0.1} \
-	  --port $${STEWARD_PORT:-8080} --ws websockets-sansio --lifespan off
+## web: one web process (uvicorn); any number, behind a proxy
+web: $(VENV)/.installed
+	@exec $(VENV)/bin/uvicorn console.asgi:application --host $${STEWARD_BIND:-127.0.0.1} \
+	  --port $${STEWARD_PORT:-8080} --ws websockets-sansio --lifespan off --timeout-graceful-shutdown 5
+## worker: one Celery worker process (threads pool); any number, on any machine
 worker: $(VENV)/.installed
-	@$(VENV)/bin/celery -A console worker -P threads -c $${STEWARD_WORKER_THREADS:-8} -l WARNING
+	@exec $(VENV)/bin/celery -A console worker -P threads -c $${STEWARD_WORKER_THREADS:-8} \
+	  -n "worker-$$$$@%h" -l WARNING
+## beat: the Celery beat scheduler; exactly one for the whole farm
 beat: $(VENV)/.installed
-	@$(VENV)/bin/celery -A console beat -l WARNING -s $${STEWARD_HOME:-steward-home}/celerybeat-schedule
+	@mkdir -p "$${STEWARD_HOME:-steward-home}"
+	@exec $(VENV)/bin/celery -A console beat -l WARNING
 
 lint: $(VENV)/.installed
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(PY) manage.py makemigrations --check --dry-run

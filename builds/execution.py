@@ -33,7 +33,8 @@ Result = Build.Result
 
 
 def workspace_for(build: Build, root: str) -> str:
-    """``<remote root>/workspace/<job>``, with ``@2``, ``@3`` … for concurrent builds."""
+    """A fallback for a build claimed without a workspace: ``<remote root>/workspace/<job>``,
+    with ``@<executor>`` for concurrent builds."""
     name = build.job.name
     if build.executor_number and build.executor_number > 1 and build.job.concurrent_build:
         name = f"{name}@{build.executor_number}"
@@ -105,9 +106,17 @@ class BuildRun:
 
     # --- checks while the script runs ---------------------------------------------------------
     def _should_abort(self) -> str:
-        row = Build.objects.filter(pk=self.build.pk).values_list("abort_requested", "aborted_by").first()
+        row = (
+            Build.objects.filter(pk=self.build.pk)
+            .values_list("abort_requested", "aborted_by", "status")
+            .first()
+        )
         if row and row[0]:
             return f"Aborted by {row[1] or 'SYSTEM'}"
+        if row is None or row[2] == Build.Status.FINISHED:
+            # The lost-build sweep gave up on us (no heartbeat for too long) and freed the
+            # executor: the script must not go on running on a slot given to another build.
+            return "Steward lost contact with the build; stopping it"
         timeout = self.build.job.stuck_timeout_minutes
         if timeout and time.monotonic() - self.started > timeout * 60:
             return f"Build timed out (after {timeout} minutes). Marking the build as aborted."
@@ -200,7 +209,8 @@ def _run(build: Build, run: BuildRun) -> str:
         run.line(f"Aborted by {build.aborted_by or 'SYSTEM'}")
         return Result.ABORTED
     root = (node.agent_info or {}).get("remote_root") or node.remote_fs
-    workspace = workspace_for(build, root)
+    # Allocated when the executor was claimed (services.allocate_workspace).
+    workspace = build.workspace or workspace_for(build, root)
     Build.objects.filter(pk=build.pk).update(workspace=workspace)
     if node.is_builtin:
         run.line(f"Building on the built-in node in workspace {workspace}")
@@ -233,8 +243,7 @@ def _run(build: Build, run: BuildRun) -> str:
         if kind == "lost":
             cause = f"the connection to {node.display_name} was lost during the build"
             run.line(f"ERROR: {cause}")
-            connection_dead = not connection.is_alive()
-            if connection_dead:
+            if _connection_died(connection):
                 node_services.connection_lost(node.pk, "the agent connection dropped during a build")
             return Result.FAILURE
         if kind == "error":
@@ -247,6 +256,20 @@ def _run(build: Build, run: BuildRun) -> str:
             run.line("Build step 'Execute shell' marked build as failure")
             return Result.FAILURE
     return Result.SUCCESS
+
+
+def _connection_died(connection, wait: float = 2.0) -> bool:
+    """Whether the connection itself is dead after a step's channel closed unexpectedly.
+
+    paramiko closes a transport's channels before it marks the transport inactive, so right
+    after the channel's EOF the transport may still look alive for a moment: wait briefly.
+    """
+    deadline = time.monotonic() + wait
+    while connection.is_alive():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _sh_quote(text: str) -> str:

@@ -10,4 +10,8 @@ class ConsoleConfig(AppConfig):
 
         from console import permissions, tasks  # noqa: F401  (registers recovery hooks)
 
-        post_migrate.connect(permissions.sync_groups_after_migrate, sender=self)
+        # No sender filter: the groups must be synced after the permissions of every managed
+        # app exist, and those apps come after console in INSTALLED_APPS.
+        post_migrate.connect(
+            permissions.sync_groups_after_migrate, dispatch_uid="steward-sync-groups"
+        )

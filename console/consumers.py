@@ -15,8 +15,11 @@ class RuntimeCheckConsumer(AsyncJsonWebsocketConsumer):
     """Follows one runtime check: replays its stored state first, then live events."""
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if not can(user, "console.view_runtimecheck"):
+        # Permissions come from the database: ask in a thread (Django forbids it on the loop).
+        allowed = await database_sync_to_async(can)(
+            self.scope.get("user"), "console.view_runtimecheck"
+        )
+        if not allowed:
             await self.close(code=4403)
             return
         self.check_id = self.scope["url_route"]["kwargs"]["check_id"]

@@ -54,7 +54,10 @@ def sync_groups() -> None:
 
 
 def sync_groups_after_migrate(sender, **kwargs) -> None:
-    sync_groups()
+    # post_migrate is sent once per app, after that app's permissions are created: syncing on
+    # each managed app's signal leaves the groups complete after the last one.
+    if getattr(sender, "label", None) in MANAGED_APPS + ("auth",):
+        sync_groups()
 
 
 def can(user, perm: str) -> bool:

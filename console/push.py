@@ -15,8 +15,11 @@ Pushes are best effort: whatever is pushed is also stored, and browsers catch up
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import os
 import threading
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -24,9 +27,11 @@ from channels.layers import get_channel_layer
 logger = logging.getLogger(__name__)
 
 PUSH_TIMEOUT = 5.0
+_WAIT_SLICE = 0.1
 
 _server_loop: asyncio.AbstractEventLoop | None = None
 _bg_loop: asyncio.AbstractEventLoop | None = None
+_bg_pid: int | None = None
 _bg_lock = threading.Lock()
 
 
@@ -37,15 +42,17 @@ def set_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
-    global _bg_loop
+    """This process's push loop, started on first use. A forked child (e.g. a prefork pool)
+    inherits the loop object but not its thread, so it gets its own."""
+    global _bg_loop, _bg_pid
     with _bg_lock:
-        if _bg_loop is None or _bg_loop.is_closed():
+        if _bg_loop is None or _bg_loop.is_closed() or _bg_pid != os.getpid():
             loop = asyncio.new_event_loop()
             thread = threading.Thread(
                 target=loop.run_forever, name="steward-push-loop", daemon=True
             )
             thread.start()
-            _bg_loop = loop
+            _bg_loop, _bg_pid = loop, os.getpid()
         return _bg_loop
 
 
@@ -60,7 +67,8 @@ def _target_loop() -> asyncio.AbstractEventLoop | None:
 def push(group: str, message: dict[str, Any]) -> bool:
     """Send ``message`` to every consumer in ``group``. Returns False if it could not be sent.
 
-    Call from synchronous code (Celery tasks, services). Never raises.
+    Call from synchronous code (Celery tasks, services). Never raises, never waits more than
+    ``PUSH_TIMEOUT`` seconds, and gives up at once when the target loop stops meanwhile.
     """
     loop = _target_loop()
     if loop is None:
@@ -70,16 +78,29 @@ def push(group: str, message: dict[str, Any]) -> bool:
     except RuntimeError:
         running = None
     layer = get_channel_layer()
-    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+    coro = layer.group_send(group, message)
+    try:
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+    except RuntimeError:  # the loop was closed between the check and now
+        coro.close()
+        return False
     if running is loop:
         # Called from the loop's own thread (e.g. an async view): do not wait on ourselves.
         return True
-    try:
-        future.result(timeout=PUSH_TIMEOUT)
-        return True
-    except Exception:  # noqa: BLE001 - a lost push is recovered by offset replay
-        logger.warning("push to %s failed", group, exc_info=True)
-        return False
+    deadline = time.monotonic() + PUSH_TIMEOUT
+    while True:
+        try:
+            future.result(timeout=_WAIT_SLICE)
+            return True
+        except concurrent.futures.TimeoutError:
+            # A stopped loop never runs the coroutine: do not sit out the whole timeout.
+            if not loop.is_running() or time.monotonic() >= deadline:
+                future.cancel()
+                logger.warning("push to %s dropped: its event loop stopped or is stuck", group)
+                return False
+        except Exception:  # noqa: BLE001 - a lost push is recovered by offset replay
+            logger.warning("push to %s failed", group, exc_info=True)
+            return False
 
 
 async def apush(group: str, message: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 from django.core.exceptions import ImproperlyConfigured
 
 from console.env import env_bool, env_int, env_path, env_str
-from console.home import read_or_create_secret
+from console.home import ensure_dir, read_or_create_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -37,9 +37,14 @@ def _load_secret_key() -> str:
         try:
             value = Path(key_file).read_text().strip()
         except OSError as exc:
-            raise ImproperlyConfigured(f"STEWARD_SECRET_KEY_FILE {key_file}: {exc.strerror}") from exc
-    if not value and not DATABASE_URL:
-        # Embedded: like Jenkins, the data directory keeps its own generated secret.
+            raise ImproperlyConfigured(
+                f"STEWARD_SECRET_KEY_FILE {key_file}: {exc.strerror}"
+            ) from exc
+    if not value and not (DATABASE_URL or REDIS_URL):
+        # Embedded: like Jenkins, the data directory keeps its own generated secret. Scaled
+        # processes may run on several machines, so there it must be given, the same everywhere.
+        # The data directory holds the database and sessions: other users may not look in.
+        ensure_dir(STEWARD_HOME)
         value = read_or_create_secret(STEWARD_SECRETS_DIR / "secret.key")
     placeholder = (
         value.lower() in PLACEHOLDER_SECRETS
@@ -68,6 +73,11 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"] + [
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in env_str("STEWARD_CSRF_TRUSTED_ORIGINS").split(",") if o.strip()
 ]
+# The console's own public address is always allowed (behind a proxy it is what browsers use).
+_public = urlparse(STEWARD_URL)
+if _public.hostname and _public.scheme in {"http", "https"}:
+    ALLOWED_HOSTS.append(f"[{_public.hostname}]" if ":" in _public.hostname else _public.hostname)
+    CSRF_TRUSTED_ORIGINS.append(f"{_public.scheme}://{_public.netloc}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -121,7 +131,9 @@ TEMPLATES = [
 def _database_from_url(url: str) -> dict:
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
-        raise ImproperlyConfigured(f"DATABASE_URL: unsupported scheme {parsed.scheme!r} (use postgres://)")
+        raise ImproperlyConfigured(
+            f"DATABASE_URL: unsupported scheme {parsed.scheme!r} (use postgres://)"
+        )
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parsed.path.lstrip("/")) or "steward",
@@ -196,11 +208,19 @@ if env_bool("STEWARD_HTTPS", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Celery: the database row is the truth; tasks carry ids only.
+# Every Redis key of this installation starts with this prefix (broker and channel layer), so
+# two installations, or a test run beside a live one, can share one Redis server.
+STEWARD_REDIS_PREFIX = env_str("STEWARD_REDIS_PREFIX", "steward")
 if STEWARD_SCALED:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 3600,
+        "global_keyprefix": f"{STEWARD_REDIS_PREFIX}:",
+    }
 else:
     CELERY_BROKER_URL = "memory://localhost/"
+    # kombu's memory transport, with short drains so a stop is noticed at once (console/broker.py).
+    CELERY_BROKER_TRANSPORT = "console.broker:MemoryTransport"
     # The default 1 s polling gives about 1 s task pickup (RUNTIME-NOTES 2(i)).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1}
 CELERY_TASK_IGNORE_RESULT = True
@@ -208,7 +228,21 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_CONCURRENCY = env_int("STEWARD_WORKER_THREADS", 8)
-CELERY_BEAT_SCHEDULE: dict = {}
+# Beat only asks; each task decides from the database whether it is due (the row is the truth).
+# nodes.monitors is not a "tasks" module, so autodiscovery would not register its tasks.
+CELERY_IMPORTS = ("nodes.monitors",)
+CELERY_BEAT_SCHEDULE: dict = {
+    # Runs a monitoring sweep once per Configure Monitors interval (nodes/monitors.py).
+    "node-monitors": {"task": "nodes.monitor_sweep", "schedule": 5.0, "options": {"expires": 5}},
+    "node-retention": {
+        "task": "nodes.retention_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    # Fails builds whose worker died (frees their executors) and runs the scheduler, so quiet
+    # periods end and every queued item shows a current why (builds/tasks.py).
+    "builds-sweep": {"task": "builds.sweep", "schedule": 10.0, "options": {"expires": 10}},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(STEWARD_HOME / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -221,7 +255,7 @@ if STEWARD_SCALED:
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "capacity": 10_000,
-                "prefix": env_str("STEWARD_CHANNEL_PREFIX", "steward"),
+                "prefix": STEWARD_REDIS_PREFIX,
             },
         }
     }

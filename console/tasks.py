@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from datetime import timedelta
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
+from django import db
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -17,7 +19,8 @@ from console import recovery
 from console.models import RuntimeCheck
 from console.push import group_name, push
 
-STEP_DELAY = 0.05
+# Long enough for a browser that just opened the check page to see the steps arrive live.
+STEP_DELAY = 0.3
 
 
 def runtime_check_group(check_id: int) -> str:
@@ -38,10 +41,28 @@ def _publish(check: RuntimeCheck, text: str) -> None:
     )
 
 
+# The Celery node this process runs (``celery@host``, ``embedded-<pid>@host``), from
+# ``worker_init``: the threads pool reports only the machine's name in ``task.request.hostname``.
+_worker_nodename: str | None = None
+
+
+@worker_init.connect
+def _remember_worker_nodename(sender=None, **kwargs) -> None:
+    global _worker_nodename
+    _worker_nodename = getattr(sender, "hostname", None)
+
+
+def _worker_name() -> str:
+    """Which worker ran a task: its Celery node name, process and thread, so the System
+    Information page shows where work really ran."""
+    name = _worker_nodename or socket.gethostname()
+    return f"{name} (pid {os.getpid()}, {threading.current_thread().name})"
+
+
 @shared_task(name="console.run_runtime_check")
 def run_runtime_check(check_id: int) -> str:
     # Claim: only one task may move the row from queued to running (duplicates do nothing).
-    worker = f"{socket.gethostname()}/{threading.current_thread().name}"
+    worker = _worker_name()
     claimed = RuntimeCheck.objects.filter(pk=check_id, status=RuntimeCheck.Status.QUEUED).update(
         status=RuntimeCheck.Status.RUNNING, started_at=timezone.now(), worker=worker
     )
@@ -81,9 +102,7 @@ def recover_runtime_checks() -> int:
     running = RuntimeCheck.objects.filter(status=RuntimeCheck.Status.RUNNING)
     if settings.STEWARD_SCALED:
         running = running.filter(started_at__lt=timezone.now() - timedelta(minutes=2))
-    interrupted = running.update(
-        status=RuntimeCheck.Status.INTERRUPTED, finished_at=timezone.now()
-    )
+    interrupted = running.update(status=RuntimeCheck.Status.INTERRUPTED, finished_at=timezone.now())
     queued = list(
         RuntimeCheck.objects.filter(status=RuntimeCheck.Status.QUEUED).values_list("pk", flat=True)
     )
@@ -94,4 +113,9 @@ def recover_runtime_checks() -> int:
 
 @worker_ready.connect
 def _recover_on_worker_ready(**kwargs) -> None:
-    recovery.recover_all()
+    # Sent by `celery worker` and by the embedded worker (console/embedded.py), in the thread
+    # that then consumes tasks: leave no database connection open behind.
+    try:
+        recovery.recover_all()
+    finally:
+        db.connections.close_all()

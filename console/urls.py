@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from console import views
+from nodes import views as nodes_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -15,6 +16,11 @@ urlpatterns = [
     path("manage/runtimeCheck", views.runtime_check_start, name="runtime-check-start"),
     path("manage/runtimeCheck/<int:check_id>/", views.runtime_check, name="runtime-check"),
     path("manage/credentials/", include("credentials.urls")),
+    path("computer/", include(("nodes.urls", "nodes"))),
+    path("manage/computer/", include(("nodes.urls", "nodes"), namespace="manage-nodes")),
+    path("jnlpJars/agent.pyz", nodes_views.agent_pyz, name="agent-pyz"),
+    path("", include(("builds.urls", "builds"))),
+    path("", include(("builds.widget_urls", "widgets"))),
     path("", include("console.users.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -141,9 +141,19 @@ def backoff_seconds(consecutive_failures: int) -> int:
     return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** min(exponent, 16)))
 
 
+# Functions other apps register to hear that a node may take work now (the builds app runs its
+# scheduler: "node online" is one of the events that can start a queued build).
+online_listeners: list = []
+
+
+def _announce_online(node_id: int) -> None:
+    for listener in online_listeners:
+        transaction.on_commit(lambda listener=listener: listener(node_id))
+
+
 def launch_succeeded(node_id: int, launch_number: int, agent_info: dict) -> bool:
     now = timezone.now()
-    return _set(
+    changed = _set(
         node_id,
         Q(launch_number=launch_number, connection=Connection.CONNECTING),
         connection=Connection.CONNECTED,
@@ -158,6 +168,9 @@ def launch_succeeded(node_id: int, launch_number: int, agent_info: dict) -> bool
         response_timeouts=0,
         idle_since=now,
     )
+    if changed:
+        _announce_online(node_id)
+    return changed
 
 
 def launch_retry_scheduled(node_id: int, launch_number: int, attempt: int, wait: int,
@@ -259,7 +272,7 @@ def update_offline_reason(node: Node, user, message: str) -> bool:
 
 def bring_online(node: Node) -> bool:
     """Bring this node back online: clears a temporary offline mark, whoever set it."""
-    return _set(
+    changed = _set(
         node.pk,
         ~Q(offline=Offline.NONE),
         offline=Offline.NONE,
@@ -267,6 +280,9 @@ def bring_online(node: Node) -> bool:
         offline_by=None,
         offline_at=None,
     )
+    if changed:
+        _announce_online(node.pk)
+    return changed
 
 
 def monitor_offline(node_id: int, message: str) -> bool:
@@ -283,13 +299,16 @@ def monitor_offline(node_id: int, message: str) -> bool:
 
 def monitor_recovered(node_id: int) -> bool:
     """Back online automatically, only if this monitor's mark is still the cause."""
-    return _set(
+    changed = _set(
         node_id,
         Q(offline=Offline.MONITOR),
         offline=Offline.NONE,
         offline_message="",
         offline_at=None,
     )
+    if changed:
+        _announce_online(node_id)
+    return changed
 
 
 def offline_cause_text(node: Node) -> str:
@@ -378,19 +397,18 @@ def take_idle_demand_nodes_offline(now=None) -> int:
     return count
 
 
-# Functions that count busy executors of many nodes at once ({node_id: busy}); the Nodes list
-# asks these for a whole page, so its number of queries does not grow with the nodes shown.
-bulk_busy_counters: list = []
-
-
 def busy_executors_by_node(nodes: list[Node]) -> dict[int, int]:
-    """Busy executors of each of ``nodes`` (bulk counters first, then per-node counters)."""
+    """Busy executors of each of ``nodes`` (the Nodes list). A counter with a ``bulk``
+    attribute (``bulk(nodes) -> {node_id: busy}``) answers for all of them in one query, so
+    the list's number of queries does not grow with the nodes shown."""
     counts = {node.pk: 0 for node in nodes}
-    for bulk in bulk_busy_counters:
-        for node_id, busy in bulk(nodes).items():
-            if node_id in counts:
-                counts[node_id] += busy
     for counter in busy_counters:
-        for node in nodes:
-            counts[node.pk] += counter(node)
+        bulk = getattr(counter, "bulk", None)
+        if bulk is not None:
+            for node_id, busy in bulk(nodes).items():
+                if node_id in counts:
+                    counts[node_id] += busy
+        else:
+            for node in nodes:
+                counts[node.pk] += counter(node)
     return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from django.conf import settings
@@ -23,6 +24,16 @@ class Command(BaseCommand):
         parser.add_argument("--no-migrate", action="store_true", help="skip `migrate` at start")
 
     def handle(self, *args, host: str, port: int, worker_threads: int, no_migrate: bool, **kw):
+        # Started in the background by a script, a process inherits SIGINT ignored: Ctrl-C and
+        # `kill -INT` must still stop it, also while it starts (EmbeddedConsole takes over).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self._start(host, port, worker_threads, no_migrate)
+        except KeyboardInterrupt:
+            self.stderr.write("Steward was stopped while starting.")
+            sys.exit(130)
+
+    def _start(self, host: str, port: int, worker_threads: int, no_migrate: bool) -> None:
         from console.embedded import EmbeddedConsole
         from console.services import prepare_home
 
