@@ -56,6 +56,9 @@ def make_persona(username: str, group: str | None, **extra):
 def test_environment(**overrides: str) -> dict[str, str]:
     """The environment a child process needs to share this test run's data and database."""
     env = dict(os.environ)
+    # The child runs as in production: Django's async-safety checks on (the test process turns
+    # them off for Playwright), so a consumer touching the ORM on the event loop fails here too.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env["DJANGO_SETTINGS_MODULE"] = "console.settings"
     env["STEWARD_HOME"] = str(settings.STEWARD_HOME)
     env["PYTHONUNBUFFERED"] = "1"
