@@ -37,9 +37,7 @@ class BuildConsoleConsumer(LogFollowConsumer):
 
     async def get_stream_key(self) -> str | None:
         self.build_id = self.scope["url_route"]["kwargs"]["build_id"]
-        exists = await database_sync_to_async(
-            Build.objects.filter(pk=self.build_id).exists
-        )()
+        exists = await database_sync_to_async(Build.objects.filter(pk=self.build_id).exists)()
         # The log stream itself may not exist yet (a pending build): follow it anyway.
         return f"build-{self.build_id}-log" if exists else None
 

@@ -176,13 +176,15 @@ class JobConfigForm(forms.ModelForm):
         help_texts = {
             "quiet_period": "Number of seconds a new build waits in the queue before it starts, "
             "so that several requests in a row fold into one build. Empty: the default (5 s).",
-            "label_expression": "Where builds of this project may run, e.g. "
-            "“linux && !arm”. Operators: && || ! -> <-> ( ).",
+            "label_expression": "The nodes whose labels satisfy this expression may run its "
+            "builds, e.g. “linux && !arm”.",
             "stuck_timeout_minutes": "The build is aborted when it runs longer than this.",
         }
         widgets = {
             "description": forms.Textarea(attrs={"rows": 4}),
-            "label_expression": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+            "label_expression": forms.TextInput(
+                attrs={"autocomplete": "off", "spellcheck": "false"}
+            ),
             "quiet_period": forms.NumberInput(attrs={"min": 0, "placeholder": "5"}),
             "stuck_timeout_minutes": forms.NumberInput(attrs={"min": 1}),
         }
@@ -226,7 +228,9 @@ class JobConfigForm(forms.ModelForm):
             self.add_error("label_expression", "Specify a label expression")
         if not data.get("abort_stuck"):
             data["stuck_timeout_minutes"] = None
-        elif data.get("stuck_timeout_minutes") is None and "stuck_timeout_minutes" not in self.errors:
+        elif (
+            data.get("stuck_timeout_minutes") is None and "stuck_timeout_minutes" not in self.errors
+        ):
             self.add_error("stuck_timeout_minutes", "Specify the timeout in minutes")
         return data
 

@@ -196,16 +196,36 @@ def _node_state(node: Node, free: list[int]) -> scheduler.NodeState:
     )
 
 
+# At most this many decisions per run; a lost claim (see run_scheduler) starts another one.
+SCHEDULER_PASSES = 20
+
+
 def run_scheduler() -> list[int]:
     """Decide and apply: start what can start, write why the rest waits. Returns build ids.
 
     Safe to run in several processes at once: each start claims its queue item and its
-    executor slot with conditional UPDATEs inside one transaction, or does nothing.
+    executor slot with conditional UPDATEs inside one transaction, or does nothing. A claim
+    lost to another scheduler means this decision was made on a queue or slots that have
+    changed since, and the rest of it may leave a slot idle that another item could use, so
+    the scheduler decides again. A lost claim always means someone else made progress.
     """
+    started: list[int] = []
+    for attempt in range(SCHEDULER_PASSES):
+        more, lost = _schedule_pass(final=attempt == SCHEDULER_PASSES - 1)
+        started += more
+        if not lost:
+            break
+    if started:
+        announce(QUEUE_GROUP, EXECUTORS_GROUP, event="started")
+    return started
+
+
+def _schedule_pass(final: bool) -> tuple[list[int], bool]:
+    """One decision, applied. Returns (build ids started, whether a claim was lost)."""
     now = timezone.now()
     items = list(QueueItem.objects.filter(state__in=LIVE).select_related("job"))
     if not items:
-        return []
+        return [], False
     node_services.ensure_builtin_node()
     nodes = list(Node.objects.all())
     sync_executors(nodes)
@@ -258,19 +278,22 @@ def run_scheduler() -> list[int]:
     decision = scheduler.decide(item_states, states, now.timestamp())
     items_by_id = {item.pk: item for item in items}
     started: list[int] = []
+    lost = False
     for assignment in decision.assignments:
         build_id = _start(items_by_id[assignment.item_id], by_name[assignment.node_name],
                           assignment.executor_number, now)
-        if build_id is not None:
+        if build_id is None:
+            lost = True
+        else:
             started.append(build_id)
+    if lost and not final:
+        return started, True  # the next pass writes the whys, from a fresh look
     _record_why(items, decision, now)
     for node_name in decision.demand:
         node = by_name.get(node_name)
         if node is not None and node.retention == Node.Retention.DEMAND:
             node_services.request_demand(node)
-    if started:
-        announce(QUEUE_GROUP, EXECUTORS_GROUP, event="started")
-    return started
+    return started, lost
 
 
 class _SlotTaken(Exception):

@@ -73,7 +73,9 @@ def _job_or_404(name: str) -> Job:
 
 
 def _build_or_404(name: str, number: int) -> Build:
-    build = Build.objects.select_related("job", "node").filter(job__name=name, number=number).first()
+    build = (
+        Build.objects.select_related("job", "node").filter(job__name=name, number=number).first()
+    )
     if build is None:
         raise Http404("No such build")
     return build
@@ -303,37 +305,45 @@ def _history_context(request: HttpRequest, job: Job) -> dict:
     }
 
 
+def _permalinks(job: Job, now: datetime) -> list[dict]:
+    found = []
+    for link, (label, _q) in PERMALINKS.items():
+        build = permalink_build(job, link)
+        if build is not None:
+            found.append(
+                {
+                    "link": link,
+                    "label": label,
+                    "build": build,
+                    "ago": time_since(build_time(build), now),
+                }
+            )
+    return found
+
+
 @require_GET
 def job_detail(request: HttpRequest, name: str) -> HttpResponse:
     _require(request.user, "builds.view_job")
     job = _job_or_404(name)
-    history = _history_context(request, job)
+    context = {
+        **_history_context(request, job),
+        "ball": job_ball(job),
+        "permalinks": _permalinks(job, timezone.now()),
+    }
     if request.htmx:
-        response = render(request, "builds/_history.html", history)
-        if not history["live"]:
+        # The live part (permalinks, history) and, out of band, the heading's ball.
+        response = render(request, "builds/_job_live.html", {**context, "oob": True})
+        if not context["live"]:
             response.status_code = HttpResponseStopPolling.status_code
         return response
-    now = timezone.now()
-    permalinks = []
-    for link, (label, _q) in PERMALINKS.items():
-        build = permalink_build(job, link)
-        if build is not None:
-            permalinks.append(
-                {"link": link, "label": label, "build": build, "ago": time_since(build_time(build), now)}
-            )
-    return render(
-        request,
-        "builds/job.html",
-        {
-            **history,
-            "ball": job_ball(job),
-            "permalinks": permalinks,
-            "perms_job": job_perms(request.user),
-            "label_results": job_forms.check_label_expression(job.label_expression)
-            if job.label_expression
-            else [],
-        },
+    context.update(
+        default_quiet_period=services.quiet_period_of(Job(quiet_period=None)),
+        perms_job=job_perms(request.user),
+        label_results=job_forms.check_label_expression(job.label_expression)
+        if job.label_expression
+        else [],
     )
+    return render(request, "builds/job.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -370,7 +380,9 @@ def configure(request: HttpRequest, name: str) -> HttpResponse:
             "steps": steps,
             "may_change": may_change,
             "perms_job": job_perms(request.user),
-            "label_results": job_forms.check_label_expression(form["label_expression"].value() or "")
+            "label_results": job_forms.check_label_expression(
+                form["label_expression"].value() or ""
+            )
             if form["label_expression"].value()
             else [],
             "max_steps": job_forms.MAX_STEPS,
@@ -388,7 +400,6 @@ def _parse_delay(value: str | None) -> int | None:
     return int(match.group(1))
 
 
-
 @require_POST
 def build_now(request: HttpRequest, name: str) -> HttpResponse:
     """``POST /job/<name>/build``: 201 + Location of a new queue item, 303 to the item a
@@ -398,7 +409,9 @@ def build_now(request: HttpRequest, name: str) -> HttpResponse:
     try:
         delay = _parse_delay(request.GET.get("delay") or request.POST.get("delay"))
     except ValueError:
-        return HttpResponseBadRequest("Invalid delay; use e.g. delay=10sec", content_type="text/plain")
+        return HttpResponseBadRequest(
+            "Invalid delay; use e.g. delay=10sec", content_type="text/plain"
+        )
     try:
         item, created = services.schedule_build(job, services.user_cause(request.user), delay=delay)
     except services.BuildError as error:
@@ -434,7 +447,9 @@ def rename(request: HttpRequest, name: str) -> HttpResponse:
     else:
         form = job_forms.RenameForm(job=job)
     return render(
-        request, "builds/rename.html", {"job": job, "form": form, "perms_job": job_perms(request.user)}
+        request,
+        "builds/rename.html",
+        {"job": job, "form": form, "perms_job": job_perms(request.user)},
     )
 
 
@@ -484,7 +499,9 @@ def permalink(request: HttpRequest, name: str, link: str, rest: str = "") -> Htt
 
 def _build_context(request: HttpRequest, build: Build) -> dict:
     now = timezone.now()
-    previous = build.job.builds.filter(number__lt=build.number).values_list("number", flat=True).first()
+    previous = (
+        build.job.builds.filter(number__lt=build.number).values_list("number", flat=True).first()
+    )
     following = (
         build.job.builds.filter(number__gt=build.number)
         .order_by("number")
@@ -524,7 +541,10 @@ def stop_build(request: HttpRequest, name: str, number: int) -> HttpResponse:
     """``POST /job/<name>/<n>/stop``: abort the build (its agent kills the process group)."""
     _require(request.user, "builds.cancel_build")
     build = _build_or_404(name, number)
-    if services.abort_build(build, request.user) and _wants_html(request):
+    aborting = services.abort_build(build, request.user)
+    if request.htmx:  # e.g. the executor widget's button: it refreshes itself
+        return HttpResponse(status=204)
+    if aborting and _wants_html(request):
         messages.info(request, f"Aborting {build.job.name} #{build.number}…")
     return redirect("builds:build", build.job.name, build.number)
 
@@ -546,8 +566,11 @@ class ConsoleTail:
     complete: bool
 
 
-def console_tail(build: Build, tail_bytes: int = CONSOLE_TAIL_BYTES) -> ConsoleTail:
-    """The last ``tail_bytes`` of the log from a line start, as HTML, and where it ends."""
+def console_tail(
+    build: Build, tail_bytes: int = CONSOLE_TAIL_BYTES, max_lines: int = CONSOLE_MAX_LINES
+) -> ConsoleTail:
+    """The last ``tail_bytes`` (and at most ``max_lines`` lines) of the log from a line start,
+    as HTML, and where it ends."""
     stream = _stream(build)
     if stream is None:
         return ConsoleTail([], False, 0, 0, "", not build.building)
@@ -560,6 +583,14 @@ def console_tail(build: Build, tail_bytes: int = CONSOLE_TAIL_BYTES) -> ConsoleT
         if 0 <= newline < len(data) - 1:
             data = data[newline + 1 :]
             start += newline + 1
+    # No more lines than the page keeps: the browser never starts above its own bound.
+    excess = data.count(b"\n") - max_lines
+    if excess > 0:
+        cut = -1
+        for _ in range(excess):
+            cut = data.index(b"\n", cut + 1)
+        data = data[cut + 1 :]
+        start += cut + 1
     cursor = logs.TextCursor(start)
     converter = AnsiConverter()
     html = converter.feed(cursor.feed(data))
@@ -588,6 +619,11 @@ def console(request: HttpRequest, name: str, number: int) -> HttpResponse:
         tail=console_tail(build),
         max_lines=CONSOLE_MAX_LINES,
         max_chars=CONSOLE_MAX_CHARS,
+        # The page swaps in the final ball when the socket says the build finished.
+        result_balls=[
+            (result, Ball(color, "").css, COLOR_TOOLTIP[color])
+            for result, color in RESULT_COLOR.items()
+        ],
     )
     return render(request, "builds/console.html", context)
 
@@ -643,9 +679,7 @@ def _accepts_gzip(request: HttpRequest) -> bool:
     return False
 
 
-def progressive_slice(
-    stream_id: int, start: int, size: int, complete: bool
-) -> tuple[bytes, bool]:
+def progressive_slice(stream_id: int, start: int, size: int, complete: bool) -> tuple[bytes, bool]:
     """Jenkins' LargeText.doProgressText body from ``start``: at most 10,000 lines, and an
     incomplete log only up to its last newline. Returns (body, whether more data follows)."""
     out = bytearray()
@@ -758,7 +792,9 @@ def build_api(request: HttpRequest, name: str, number: int) -> JsonResponse:
         "building": build.building,
         "description": None,
         "displayName": f"#{build.number}",
-        "duration": build.duration_ms if not build.building and build.duration_ms is not None else 0,
+        "duration": build.duration_ms
+        if not build.building and build.duration_ms is not None
+        else 0,
         "estimatedDuration": -1,
         "fullDisplayName": f"{build.job.name} #{build.number}",
         "id": str(build.number),
@@ -766,7 +802,9 @@ def build_api(request: HttpRequest, name: str, number: int) -> JsonResponse:
         "queueId": QueueItem.objects.filter(build=build).values_list("pk", flat=True).first() or -1,
         "result": None if build.building else (build.result or None),
         "timestamp": _ms(build_time(build)),
-        "url": request.build_absolute_uri(reverse("builds:build", args=[build.job.name, build.number])),
+        "url": request.build_absolute_uri(
+            reverse("builds:build", args=[build.job.name, build.number])
+        ),
         "builtOn": node_name,
         "executor": None,
     }

@@ -22,6 +22,11 @@ WIDGETS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# New monitor data or host keys change nothing the widgets show (a monitor that takes a node
+# offline announces a "state" change of its own); nodes report monitor data every minute.
+QUIET_NODE_EVENTS = frozenset({"monitor", "hostkey"})
+
+
 @database_sync_to_async
 def _allowed(user, names: list[str]) -> list[str]:
     return [name for name in names if can(user, WIDGETS[name][0])]
@@ -55,4 +60,7 @@ class WidgetsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"kind": "builds", "event": event.get("event", "")})
 
     async def node_changed(self, event: dict) -> None:
-        await self.send_json({"kind": "node", "event": event.get("event", "state")})
+        kind = event.get("event", "state")
+        if kind in QUIET_NODE_EVENTS:
+            return
+        await self.send_json({"kind": "node", "event": kind})

@@ -534,7 +534,8 @@ def queue_item_json(item: QueueItem, colors: dict[int, str], base_url: str, now:
             "_class": "hudson.model.FreeStyleProject",
             "name": item.job.name,
             "url": f"{base_url}{job_path(item.job.name)}",
-            "color": colors.get(item.job_id, "nobuilt"),
+            # Jenkins' API spells it "notbuilt" (its icon, and our CSS class, "nobuilt").
+            "color": colors.get(item.job_id, "nobuilt").replace("nobuilt", "notbuilt"),
         },
         "url": f"queue/item/{item.pk}/",
         "why": current_why(item, now),

@@ -1,6 +1,8 @@
 """The Manage Nodes screens in Chromium against the real console: create an agent through the
 forms, see it in the Nodes list, follow its state and its launch log live, configure it, take
-it offline and back, delete it; and launch a real agent over SSH against a real sshd."""
+it offline and back, delete it; launch a real agent over SSH against a real sshd; and follow a
+real build on the Built-In Node's page (its executors, the projects tied to it, its Build
+History)."""
 
 from __future__ import annotations
 
@@ -195,7 +197,7 @@ def test_create_configure_take_offline_and_delete_an_agent(
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("heading", name="Agent linux-1", exact=True)).to_be_visible()
     expect(page.locator(".labels")).to_contain_text("arm64")
-    expect(page.locator("#executor-count")).to_have_text("0 of 3 busy")
+    expect(page.locator(".node-executors .executor-count")).to_have_text("0/3")
 
     # System Information, Build History, Trust SSH Host Key.
     page.get_by_role("link", name="System Information").click()
@@ -204,7 +206,7 @@ def test_create_configure_take_offline_and_delete_an_agent(
     )
     shot(page, "nodes-system-info-offline")
     page.get_by_role("link", name="Build History").click()
-    expect(page.locator("#builds")).to_contain_text("No builds")
+    expect(page.locator("#no-builds")).to_have_text("No builds")
     shot(page, "nodes-build-history")
     NodeHostKey.objects.create(
         node=node,
@@ -351,3 +353,94 @@ def test_launch_an_agent_over_ssh_and_watch_its_log_live(
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete Agent").click()
     expect(page).to_have_url(f"{url}/computer/")
+
+
+def builtin_online(page, url: str):
+    """The built-in node, connected. The console launches it when it starts; a test before
+    this one may have flushed the database since, so launch it from its page if needed."""
+    from nodes.models import Node
+
+    def connected():
+        node = Node.objects.filter(is_builtin=True).first()
+        return node if node is not None and node.connection == Node.Connection.CONNECTED else None
+
+    deadline = time.monotonic() + 5
+    while (node := connected()) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if node is not None:
+        return node
+    page.goto(f"{url}/computer/(built-in)/")
+    page.locator("form[action$='/launchSlaveAgent'] button").first.click()
+    deadline = time.monotonic() + 30
+    while (node := connected()) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert node is not None, "the built-in node did not come online"
+    return node
+
+
+def test_node_page_follows_a_build_on_its_executors_live(browser_page, console_server, login, shot):
+    from builds.models import Build, Job
+
+    url = console_server.url
+    page = browser_page
+    make_persona("nadia", "Administrators", is_staff=True, is_superuser=True)
+    login(page, "nadia", PASSWORD)
+    builtin = builtin_online(page, url)
+    Job.objects.create(
+        name="sleepy", quiet_period=0, steps=[{"type": "shell", "command": "sleep 6"}]
+    )
+    Job.objects.create(name="on-controller", quiet_period=0, label_expression="built-in")
+    Job.objects.create(name="gpu-job", quiet_period=0, label_expression="gpu")
+
+    # The Built-In Node's page: its executors in the Build Executor Status widget, and the
+    # projects tied to it (unlabelled jobs and those for its label).
+    page.goto(f"{url}/computer/(built-in)/")
+    wait_ws(page)
+    widget = page.locator(f"#executors-{builtin.pk}")
+    expect(widget.locator(".widget-header h2")).to_have_text("Build Executor Status")
+    expect(widget.locator(".executor-count")).to_have_text("0/2")
+    expect(widget.locator(".executor.idle")).to_have_count(2)
+    expect(page.locator("#tied-projects tr[data-job]")).to_have_count(2)
+    expect(page.locator("#tied-projects")).to_contain_text("on-controller")
+    expect(page.locator("#tied-projects")).not_to_contain_text("gpu-job")
+    page.evaluate("window.__samePage = true")
+
+    # A build starts from the dashboard in another tab: this page follows it live.
+    other = page.context.new_page()
+    other.goto(f"{url}/")
+    other.get_by_role("button", name="Schedule a Build for sleepy").click()
+    busy = widget.locator(".executor.busy")
+    expect(busy.locator("a.executor-build")).to_have_text("sleepy #1", timeout=15_000)
+    expect(busy.locator("a.executor-build")).to_have_attribute("href", "/job/sleepy/1/console")
+    expect(widget.locator(".executor-count")).to_have_text("1/2")
+    expect(busy.locator(".executor-abort")).to_have_attribute("aria-label", "Abort sleepy #1")
+    shot(page, "nodes-node-page-busy")
+
+    # One node change refreshes both the state panel and the widget at once; neither request
+    # cancels the other.
+    other.goto(f"{url}/computer/(built-in)/markOffline")
+    other.get_by_role("button", name="Mark this node temporarily offline").click()
+    expect(page.locator("#node-availability")).to_contain_text("Offline by user")
+    expect(widget.locator(".executor-node-note")).to_have_text("(suspended)")
+    expect(busy.locator("a.executor-build")).to_have_text("sleepy #1")
+    other.get_by_role("button", name="Bring this node back online").click()
+    expect(page.locator("#node-availability")).to_contain_text("Accepting tasks")
+    expect(widget.locator(".executor-node-note")).to_have_count(0)
+    other.close()
+
+    # The build ends: the executor is idle again, all without a reload.
+    expect(widget.locator(".executor.idle")).to_have_count(2, timeout=20_000)
+    expect(page.locator('#tied-projects tr[data-job="sleepy"] .ball')).to_have_attribute(
+        "title", "Success", timeout=5_000
+    )
+    assert page.evaluate("window.__samePage") is True, "the page was reloaded"
+
+    # Build History of the node.
+    page.get_by_role("link", name="Build History").click()
+    row = page.locator('#builds tr[data-build="sleepy #1"]')
+    expect(row.locator(".build-result")).to_have_text("Success")
+    expect(row.locator("a.build-number")).to_have_attribute("href", "/job/sleepy/1/")
+    expect(row.locator("a.job-name")).to_have_attribute("href", "/job/sleepy/")
+    expect(row.locator(".build-duration")).to_have_text(re.compile(r"^[67](\.\d)? sec$"))
+    shot(page, "nodes-build-history-builds")
+    assert Build.objects.get(job__name="sleepy", number=1).node_id == builtin.pk

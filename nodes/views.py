@@ -1,7 +1,8 @@
 """The Manage Nodes screens (JENKINS.md a1–a4, b1–b2): the Nodes list, New Node, the agent
-and Built-In Node configuration, the node page with its actions, the live agent log, System
-Information, Trust SSH Host Key and Configure Monitors. Views parse, call nodes.services,
-render; every state change is a service call."""
+and Built-In Node configuration, the node page with its actions (its executors, the projects
+tied to it), its Build History, the live agent log, System Information, Trust SSH Host Key and
+Configure Monitors. Views parse, call nodes.services, render; every state change is a service
+call."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from builds import labels as build_labels
+from builds import widgets as build_widgets
+from builds.models import Build, Job
+from builds.scheduler import format_duration
 from console.models import LogStream
 from console.permissions import can
 from nodes import agent_package, hostkeys, launchlog, monitors, services
@@ -37,6 +42,7 @@ from nodes.sizes import format_size
 
 PAGE_SIZES = (25, 50, 100, 250)
 DEFAULT_PAGE_SIZE = 50
+BUILD_HISTORY_PAGE_SIZE = 50
 LOG_TAIL_BYTES = 256 * 1024
 
 Connection = Node.Connection
@@ -432,6 +438,7 @@ def _perms(user) -> dict[str, bool]:
         "delete": can(user, "nodes.delete_node"),
         "connect": can(user, "nodes.connect_node"),
         "disconnect": can(user, "nodes.disconnect_node"),
+        "builds": can(user, "builds.view_job"),
     }
 
 
@@ -456,7 +463,6 @@ def _node_context(request: HttpRequest, node: Node) -> dict:
     ages = monitors.data_obtained([node])
     launcher = launchers().get(node.launcher)
     pending = NodeHostKey.objects.filter(node=node, trusted=False).first()
-    busy = services.busy_executors(node)
     return {
         "node": node,
         "status": node_status(node),
@@ -469,8 +475,6 @@ def _node_context(request: HttpRequest, node: Node) -> dict:
         "labels": node_labels(node),
         "offline_cause": services.offline_cause_text(node),
         "availability": availability_text(node),
-        "busy": busy,
-        "executors": [{"number": i + 1, "busy": i < busy} for i in range(node.num_executors)],
         "pending_key": pending,
         "next_attempt": _until(node.next_launch_at),
         "connection_ago": _ago(node.connection_changed_at),
@@ -481,12 +485,80 @@ def _node_context(request: HttpRequest, node: Node) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class TiedProject:
+    name: str
+    url: str
+    label_expression: str
+    color: str
+    tooltip: str
+
+    @property
+    def base_color(self) -> str:
+        return self.color.removesuffix("_anime")
+
+    @property
+    def anime(self) -> bool:
+        return self.color.endswith("_anime")
+
+
+def tied_job_ids(node: Node) -> list[int]:
+    """Ids of the jobs this node may run by their label expression (Jenkins' "Projects tied
+    to"): the expression is satisfied by the node's labels. Jobs without an expression are
+    tied to the built-in node, unless it is reserved (EXCLUSIVE) for matching expressions.
+    An expression that does not parse ties nothing. One query; each distinct expression is
+    parsed once."""
+    own = build_labels.node_labels(node.name, node.label_string, is_builtin=node.is_builtin)
+    takes_unlabelled = node.is_builtin and node.mode != Node.Mode.EXCLUSIVE
+    verdicts: dict[str, bool] = {}
+    tied = []
+    for job_id, text in Job.objects.order_by("name").values_list("pk", "label_expression"):
+        key = (text or "").strip()
+        if key not in verdicts:
+            try:
+                expression = build_labels.parse_label_expression(key)
+            except build_labels.LabelExpressionError:
+                verdicts[key] = False
+            else:
+                verdicts[key] = takes_unlabelled if expression is None else expression.matches(own)
+        if verdicts[key]:
+            tied.append(job_id)
+    return tied
+
+
+def tied_projects(node: Node) -> list[TiedProject]:
+    """The projects tied to ``node`` with their status balls, by name (at most two queries)."""
+    ids = tied_job_ids(node)
+    if not ids:
+        return []
+    jobs = build_widgets.with_job_status(Job.objects.filter(pk__in=ids).order_by("name"))
+    projects = []
+    for job in jobs:
+        color = build_widgets.job_color(job)
+        projects.append(
+            TiedProject(
+                name=job.name,
+                url=build_widgets.job_path(job.name),
+                label_expression=job.label_expression.strip(),
+                color=color,
+                tooltip=build_widgets.ball_tooltip(color),
+            )
+        )
+    return projects
+
+
+def _status_context(request: HttpRequest, node: Node) -> dict:
+    """The node page's state panel: the node's context plus the projects tied to it."""
+    context = _node_context(request, node)
+    context["projects"] = tied_projects(node) if context["node_perms"]["builds"] else []
+    return context
+
+
 @require_GET
 def node_detail(request: HttpRequest, name: str) -> HttpResponse:
     _require(request.user, "nodes.view_node")
     node = _node_or_404(name)
-    context = _node_context(request, node)
-    return render(request, "nodes/detail.html", context)
+    return render(request, "nodes/detail.html", _status_context(request, node))
 
 
 @require_GET
@@ -499,7 +571,7 @@ def node_state(request: HttpRequest, name: str) -> HttpResponse:
         active = request.GET.get("active", "")
         context = {**_node_context(request, node), f"active_{active}": bool(active)}
         return render(request, "nodes/_node_tasks.html", context)
-    context = {**_node_context(request, node), "oob": True, "active_status": True}
+    context = {**_status_context(request, node), "oob": True, "active_status": True}
     return render(request, "nodes/_node_state.html", context)
 
 
@@ -786,11 +858,74 @@ def _system_facts(info: dict) -> list[tuple[str, str]]:
     return facts
 
 
+@dataclass(frozen=True)
+class HistoryRow:
+    build: Build
+    job_url: str
+    build_url: str
+    color: str  # the widgets' ball class: blue, red, … (nobuilt while running)
+    anime: bool
+    result: str  # in words: Success, Failed, …, In progress, Pending
+    since: str  # "3 min 4 sec" since it started; "" while pending
+    duration: str
+
+
+RESULT_WORDS = dict(Build.Result.choices)
+
+
+def history_row(build: Build, now) -> HistoryRow:
+    """One build of a node's Build History, its ball and times in Jenkins' words."""
+    since = format_duration((now - build.started_at).total_seconds()) if build.started_at else ""
+    if build.status == Build.Status.FINISHED:
+        color, anime = build_widgets.RESULT_COLORS.get(build.result, "nobuilt"), False
+        result = RESULT_WORDS.get(build.result, "")
+        duration = format_duration((build.duration_ms or 0) / 1000)
+    elif build.started_at is None:
+        color, anime, result, duration = "nobuilt", True, "Pending", ""
+    else:
+        color, anime, result = "nobuilt", True, build_widgets.IN_PROGRESS
+        duration = f"Running for {since}"
+    return HistoryRow(
+        build=build,
+        job_url=build_widgets.job_path(build.job.name),
+        build_url=build_widgets.build_path(build.job.name, build.number),
+        color=color,
+        anime=anime,
+        result=result,
+        since=since,
+        duration=duration,
+    )
+
+
+def node_builds(node: Node):
+    """The builds that ran (or run) on ``node``, newest first. Builds keep the node's name when
+    their node is deleted, so a node made again under that name finds them, as in Jenkins."""
+    on_node = Q(node=node) | Q(node__isnull=True, node_name=node.url_name)
+    return (
+        Build.objects.filter(on_node)
+        .select_related("job")
+        # A build is made when an executor is given to it: creation order is start order.
+        .order_by("-created_at", "-pk")
+    )
+
+
 @require_GET
 def build_history(request: HttpRequest, name: str) -> HttpResponse:
+    """Build History of a node: a page of its builds, two queries (count and rows)."""
     _require(request.user, "nodes.view_node")
+    _require(request.user, "builds.view_job")
     node = _node_or_404(name)
-    return render(request, "nodes/builds.html", _node_context(request, node))
+    page = Paginator(node_builds(node), BUILD_HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    now = timezone.now()
+    return render(
+        request,
+        "nodes/builds.html",
+        {
+            **_node_context(request, node),
+            "page": page,
+            "rows": [history_row(build, now) for build in page.object_list],
+        },
+    )
 
 
 @require_http_methods(["GET", "POST"])

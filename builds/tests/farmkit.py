@@ -50,8 +50,14 @@ def agent_key_credential(client_key, credential_id: str = "agent-key") -> None:
     )  # fmt: skip
 
 
-def ssh_node(server, root: Path, name: str, labels: str = "", executors: int = 2,
-             retention: str = Node.Retention.ALWAYS) -> Node:
+def ssh_node(
+    server,
+    root: Path,
+    name: str,
+    labels: str = "",
+    executors: int = 2,
+    retention: str = Node.Retention.ALWAYS,
+) -> Node:
     """An SSH node on ``server`` ("Keep this agent online as much as possible" by default)."""
     return Node.objects.create(
         name=name, remote_fs=str(root), num_executors=executors, label_string=labels,
@@ -73,7 +79,9 @@ def wait_online(node: Node, timeout: float = 30) -> Node:
     def online():
         node.refresh_from_db()
         if node.connection == Connection.FAILED:
-            raise AssertionError(f"{node.name} failed to launch: {node.connection_cause}\n{node_log(node)}")
+            raise AssertionError(
+                f"{node.name} failed to launch: {node.connection_cause}\n{node_log(node)}"
+            )
         return node.connection == Connection.CONNECTED
 
     wait_until(online, timeout, f"{node.display_name} to come online")
@@ -123,8 +131,13 @@ def console_text(build: Build | None) -> str:
     return b"".join(logs.iter_bytes(stream.pk)).decode(errors="replace") if stream else ""
 
 
-def wait_build(job: Job, number: int = 1, timeout: float = 30, status=Build.Status.FINISHED,
-               text: str | None = None) -> Build:
+def wait_build(
+    job: Job,
+    number: int = 1,
+    timeout: float = 30,
+    status=Build.Status.FINISHED,
+    text: str | None = None,
+) -> Build:
     """Until build ``number`` of ``job`` has ``status`` (and ``text`` in its console)."""
 
     def ready():
@@ -175,10 +188,3 @@ def group_members(pgid: int) -> list[int]:
 
 def alive(pid: int) -> bool:
     return _stat(pid) is not None
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""

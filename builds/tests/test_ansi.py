@@ -19,7 +19,9 @@ def test_script_inside_a_coloured_span_is_escaped_too():
 def test_foreground_colours_bright_colours_bold_and_reset():
     assert ansi_to_html("\x1b[32mok\x1b[0m done") == '<span class="ansi-green">ok</span> done'
     assert ansi_to_html("\x1b[91mbright\x1b[m") == '<span class="ansi-bright-red">bright</span>'
-    assert ansi_to_html("\x1b[1;34mBold blue") == '<span class="ansi-bold ansi-blue">Bold blue</span>'
+    assert (
+        ansi_to_html("\x1b[1;34mBold blue") == '<span class="ansi-bold ansi-blue">Bold blue</span>'
+    )
     assert ansi_to_html("\x1b[1mB\x1b[22mN") == '<span class="ansi-bold">B</span>N'
     assert ansi_to_html("\x1b[33mY\x1b[39mD") == '<span class="ansi-yellow">Y</span>D'
     for code, name in [(30, "black"), (35, "magenta"), (36, "cyan"), (37, "white")]:
@@ -67,7 +69,10 @@ def test_a_converter_resumes_from_saved_codes():
     codes = first.state.codes()
     assert codes == "1;4;93;44"
     resumed = AnsiConverter(codes)
-    assert resumed.feed("x") == '<span class="ansi-bold ansi-underline ansi-bright-yellow ansi-bg-blue">x</span>'
+    assert (
+        resumed.feed("x")
+        == '<span class="ansi-bold ansi-underline ansi-bright-yellow ansi-bg-blue">x</span>'
+    )
     # Junk instead of codes (from a query string) is ignored.
     assert AnsiConverter('"><script>').feed("x") == "x"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter, defaultdict
 
 import pytest
@@ -23,10 +24,10 @@ from nodes.models import Node
 pytestmark = pytest.mark.django_db(transaction=True)
 
 THREADS = 4
-ROUNDS = 8
-JOBS = 24
-NODES = 3
-EXECUTORS = 2
+ROUNDS = 12
+JOBS = 40
+NODES = 5
+EXECUTORS = 3
 
 
 @pytest.fixture
@@ -61,11 +62,16 @@ class Schedulers:
             thread.start()
 
     def _run(self, index: int) -> None:
+        rng = random.Random(index)
         try:
             while True:
                 self.start.wait(30)
                 if self.stop:
                     return
+                # Slightly staggered starts: one scheduler reads the queue before another's
+                # claim commits and the free slots after it (the interleaving that would
+                # double-book a slot without the conditional UPDATE).
+                time.sleep(rng.uniform(0, 0.02))
                 try:
                     self.results[index] = services.run_scheduler()
                 except BaseException as exc:  # reported by the test thread
@@ -113,8 +119,12 @@ def run_rounds(enqueued: list[int]) -> None:
             # Every job wants a build (more items than slots); some running builds end.
             for job in jobs:
                 services.schedule_build(job, "Started by timer")
-            running = list(Build.objects.filter(status=Build.Status.PENDING).values_list("pk", flat=True))
-            for build_id in rng.sample(running, k=len(running) // 2 if round_number % 3 else len(running)):
+            running = list(
+                Build.objects.filter(status=Build.Status.PENDING).values_list("pk", flat=True)
+            )
+            for build_id in rng.sample(
+                running, k=len(running) // 2 if round_number % 3 else len(running)
+            ):
                 services.finish_build(build_id, Build.Result.SUCCESS)
             free = Executor.objects.filter(node_id__in=online, build__isnull=True).count()
             before = set(Build.objects.values_list("pk", flat=True))
@@ -147,7 +157,9 @@ def run_rounds(enqueued: list[int]) -> None:
 
 
 def check_invariants(online: set[int]) -> None:
-    slots = list(Executor.objects.filter(build__isnull=False).values_list("node_id", "number", "build_id"))
+    slots = list(
+        Executor.objects.filter(build__isnull=False).values_list("node_id", "number", "build_id")
+    )
     holders = Counter(build_id for _, _, build_id in slots)
     assert all(count == 1 for count in holders.values()), f"a build holds two slots: {holders}"
     assert all(node_id in online for node_id, _, _ in slots), "an offline node's slot was used"
@@ -159,11 +171,17 @@ def check_invariants(online: set[int]) -> None:
     )
     assert {build_id: (node_id, number) for node_id, number, build_id in slots} == pending
     # Each build came from exactly one queue item, and each item produced at most one build.
-    sources = Counter(QueueItem.objects.filter(build__isnull=False).values_list("build_id", flat=True))
+    sources = Counter(
+        QueueItem.objects.filter(build__isnull=False).values_list("build_id", flat=True)
+    )
     assert set(sources) == set(Build.objects.values_list("pk", flat=True))
     assert all(count == 1 for count in sources.values())
-    assert not QueueItem.objects.filter(state=QueueItem.State.LEFT, build__isnull=True, cancelled=False).exists()
-    live = Counter(QueueItem.objects.filter(state__in=QueueItem.LIVE_STATES).values_list("job_id", flat=True))
+    assert not QueueItem.objects.filter(
+        state=QueueItem.State.LEFT, build__isnull=True, cancelled=False
+    ).exists()
+    live = Counter(
+        QueueItem.objects.filter(state__in=QueueItem.LIVE_STATES).values_list("job_id", flat=True)
+    )
     assert all(count == 1 for count in live.values()), f"a job is twice in the queue: {live}"
 
 

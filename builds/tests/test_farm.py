@@ -10,22 +10,21 @@ from collections import defaultdict
 import pytest
 
 from builds import services
-from builds.models import Build, Executor, Job, QueueItem
+from builds.models import Build, Executor, QueueItem
 from builds.tests.farmkit import (
     ACTIVE,
+    agent_key_credential,
     console_text,
     launch,
     make_job,
     online_builtin,
-    remote_roots,  # noqa: F401  (fixture)
+    remote_roots,
     ssh_node,
     wait_build,
-    wait_until,
-    agent_key_credential,
 )
 from nodes.connections import pool
 from nodes.models import Node
-from nodes.tests.conftest import (  # noqa: F401  (fixtures)
+from nodes.tests.conftest import (
     agent_user,
     client_key,
     encrypted_client_key,
@@ -33,6 +32,8 @@ from nodes.tests.conftest import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# pytest finds fixtures among a module's names: the real sshd and keys of the nodes tests.
+FIXTURES = (agent_user, client_key, encrypted_client_key, sshd_factory, remote_roots)
 
 
 @pytest.fixture(autouse=True)
@@ -108,9 +109,10 @@ def test_two_agents_run_ten_builds_on_the_right_nodes(celery_worker, sshd_factor
     # already in the queue would fold into it).
     while True:
         for job, wanted in jobs.items():
-            if requested[job] < wanted and not QueueItem.objects.filter(
-                job=job, state__in=QueueItem.LIVE_STATES
-            ).exists():
+            if (
+                requested[job] < wanted
+                and not QueueItem.objects.filter(job=job, state__in=QueueItem.LIVE_STATES).exists()
+            ):
                 services.schedule_build(job, "Started by user admin")
                 requested[job] += 1
         watch.sample()

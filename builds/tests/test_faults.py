@@ -28,7 +28,8 @@ from builds.tests.farmkit import (
     group_members,
     launch,
     make_job,
-    remote_roots,  # noqa: F401  (fixture)
+    online_builtin,
+    remote_roots,
     reported_pid,
     ssh_node,
     wait_build,
@@ -41,7 +42,7 @@ from nodes import services as node_services
 from nodes import tasks as node_tasks
 from nodes.connections import pool
 from nodes.models import Node
-from nodes.tests.conftest import (  # noqa: F401  (fixtures)
+from nodes.tests.conftest import (
     agent_user,
     client_key,
     encrypted_client_key,
@@ -50,6 +51,8 @@ from nodes.tests.conftest import (  # noqa: F401  (fixtures)
 from nodes.tests.sshd import descendants
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# pytest finds fixtures among a module's names: the real sshd and keys of the nodes tests.
+FIXTURES = (agent_user, client_key, encrypted_client_key, sshd_factory, remote_roots)
 
 Connection = Node.Connection
 # The script prints its shell's pid (= the process group the agent made for it) and the
@@ -178,7 +181,7 @@ def test_connection_drop_leaves_a_demand_node_disconnected(celery_worker, sshd_f
 
 # --- a worker process killed mid-build --------------------------------------------------------
 
-REDIS_DB_URL = "redis://127.0.0.1:6379/11"
+REDIS_DB_URL = "redis://127.0.0.1:6379/10"
 
 
 class WorkerProcess:
@@ -202,8 +205,9 @@ class WorkerProcess:
         )  # fmt: skip
         from celery import Celery
 
+        # Not the current app: this process's tasks must still go to its own worker.
         self.app = Celery(
-            "steward-faults", broker=REDIS_DB_URL,
+            "steward-faults", broker=REDIS_DB_URL, set_as_current=False,
             broker_transport_options={"global_keyprefix": f"{self.prefix}:"},
         )  # fmt: skip
 
@@ -227,7 +231,9 @@ class WorkerProcess:
         import redis
 
         client = redis.Redis.from_url(REDIS_DB_URL)
-        keys = list(client.scan_iter(f"{self.prefix}:*")) + list(client.scan_iter(f"*{self.prefix}*"))
+        keys = list(client.scan_iter(f"{self.prefix}:*")) + list(
+            client.scan_iter(f"*{self.prefix}*")
+        )
         if keys:
             client.delete(*set(keys))
         self.app.close()
@@ -259,9 +265,7 @@ def test_worker_killed_mid_build_is_swept_and_leaves_no_orphans(
     assert f"(pid {worker_process.proc.pid}," in build.worker, build.worker
     # While the worker lives, the build heartbeats.
     first_beat = build.heartbeat_at
-    wait_until(
-        lambda: Build.objects.get(pk=build.pk).heartbeat_at > first_beat, 10, "a heartbeat"
-    )
+    wait_until(lambda: Build.objects.get(pk=build.pk).heartbeat_at > first_beat, 10, "a heartbeat")
 
     worker_process.proc.send_signal(signal.SIGKILL)
     worker_process.proc.wait(5)
@@ -286,6 +290,25 @@ def test_worker_killed_mid_build_is_swept_and_leaves_no_orphans(
     assert node.connection == Connection.CONNECTED  # the node itself was never lost
 
 
+def test_a_build_the_sweep_gave_up_on_is_stopped_by_its_worker(celery_worker, monkeypatch):
+    """If the sweep fails a build whose worker is alive after all (its heartbeats could not be
+    written for too long), the freed executor may go to another build at once: the worker
+    stops the script instead of running on beside it."""
+    online_builtin(executors=1)
+    job = make_job("long", LONG_SCRIPT)
+    services.schedule_build(job, "Started by user admin")
+    build = wait_build(job, status=Build.Status.RUNNING, text="shell=", timeout=20)
+    monkeypatch.setattr(settings, "STEWARD_LOST_BUILD_SECONDS", 0, raising=False)
+    assert services.lost_builds_sweep() == 1
+    no_leftovers(build)
+    build.refresh_from_db()
+    text = console_text(build)
+    assert build.result == "FAILURE"
+    assert "ERROR: Steward lost contact with the build (its worker stopped)" in text
+    assert text.rstrip().endswith("Finished: FAILURE")
+    assert not Executor.objects.filter(build__isnull=False).exists()
+
+
 # --- a controller restart ---------------------------------------------------------------------
 
 
@@ -301,7 +324,11 @@ def test_a_controller_restart_keeps_the_queue(monkeypatch):
     first, _ = services.schedule_build(blocker, "Started by user admin")
     second, _ = services.schedule_build(waiting, "Started by user admin")
 
-    console = ConsoleProcess().start()
+    # The embedded controller (its own in-memory broker and worker), on the test database,
+    # also when this run is on the scaled configuration.
+    env = child_environment()
+    env.pop("REDIS_URL", None)
+    console = ConsoleProcess(env=env).start()
     started = time.monotonic()
     try:
         # Start-up recovery launches the built-in node; its coming online runs the scheduler
@@ -321,7 +348,7 @@ def test_a_controller_restart_keeps_the_queue(monkeypatch):
     assert QueueItem.objects.get(pk=second.pk).state in QueueItem.LIVE_STATES
     assert Executor.objects.get(build=running).node_id == builtin.pk
 
-    with ConsoleProcess() as console:
+    with ConsoleProcess(env=env) as console:
         done = wait_build(waiting, timeout=30)
         text = console_text(done)
         assert done.result == "SUCCESS", text + console.output()

@@ -141,7 +141,9 @@ def test_live_name_check(as_admin):
     assert "A job already exists with the name ‘hello’" in text_of(
         as_admin.get(url("check-job-name"), {"name": "hello"})
     )
-    assert "‘#’ is an unsafe character" in text_of(as_admin.get(url("check-job-name"), {"name": "a#b"}))
+    assert "‘#’ is an unsafe character" in text_of(
+        as_admin.get(url("check-job-name"), {"name": "a#b"})
+    )
     assert text_of(as_admin.get(url("check-job-name"), {"name": "fine"})) == ""
 
 
@@ -257,7 +259,9 @@ def test_saving_the_configuration(as_operator):
     ]
 
     # Unchecking the boxes clears what belongs to them; an empty quiet period is the default.
-    data = config_data(**{"steps-0-DELETE": "on", "steps-0-command": "", "steps-INITIAL_FORMS": "1"})
+    data = config_data(
+        **{"steps-0-DELETE": "on", "steps-0-command": "", "steps-INITIAL_FORMS": "1"}
+    )
     response = as_operator.post(url("config-submit", "hello"), {**data, "apply": "Apply"})
     assert response.status_code == 302 and response["Location"] == "/job/hello/configure"
     job.refresh_from_db()
@@ -276,7 +280,10 @@ def test_saving_the_configuration(as_operator):
         ({"abort_stuck": "on"}, "Specify the timeout in minutes"),
         ({"abort_stuck": "on", "stuck_timeout_minutes": "0"}, "Timeout minutes must be at least 1"),
         ({"steps-0-command": "   "}, "Specify the command to run"),
-        ({"steps-0-unstable_return": "0"}, "Exit code zero is ignored and does not make the build unstable"),
+        (
+            {"steps-0-unstable_return": "0"},
+            "Exit code zero is ignored and does not make the build unstable",
+        ),
         ({"steps-0-unstable_return": "300"}, "Invalid exit code value: 300. Check help section."),
         ({"steps-0-unstable_return": "x"}, "Enter a whole number."),
         ({"steps-TOTAL_FORMS": "51"}, "Please submit at most 50 forms."),
@@ -300,7 +307,7 @@ def test_label_expression_is_checked_live_against_the_nodes(as_admin):
         return text_of(as_admin.get(url("check-label"), {"label_expression": value}))
 
     assert check("linux") == "Label ‘linux’ matches 2 nodes"
-    assert check("linux && docker") == "Label ‘linux&&docker’ matches 1 node"
+    assert check("linux && docker") == "Label ‘linux && docker’ matches 1 node"
     assert check("built-in") == "Label ‘built-in’ matches 1 node"
     assert check("windows") == "No agent matches this label expression."
     assert check("Linux") == (
@@ -309,7 +316,10 @@ def test_label_expression_is_checked_live_against_the_nodes(as_admin):
     assert check("linux ||").startswith("Invalid boolean expression: ")
     assert check("") == ""
     # Jenkins' parameter name works too.
-    assert text_of(as_admin.get(url("check-label"), {"value": "linux"})) == "Label ‘linux’ matches 2 nodes"
+    assert (
+        text_of(as_admin.get(url("check-label"), {"value": "linux"}))
+        == "Label ‘linux’ matches 2 nodes"
+    )
 
 
 def test_viewer_sees_the_configuration_read_only(as_viewer):
@@ -371,13 +381,17 @@ def test_job_history_is_refetched_only_while_something_is_live(as_admin):
     job = make_job("hello")
     make_build(job, 1)
     page = as_admin.get(url("job", "hello")).content.decode()
-    assert 'id="build-history"' in page and 'hx-trigger="every 2s"' not in page
+    assert 'id="job-live"' in page and 'hx-trigger="every 2s"' not in page
     services.schedule_build(job, "Started by timer")
     page = as_admin.get(url("job", "hello"))
     assert 'hx-trigger="every 2s"' in page.content.decode()
     assert "#2 (pending—In the quiet period. Expires in" in text_of(page)
     partial = as_admin.get(url("job", "hello"), HTTP_HX_REQUEST="true")
-    assert partial.status_code == 200 and "<html" not in partial.content.decode()
+    body = partial.content.decode()
+    assert partial.status_code == 200 and "<html" not in body
+    # The permalinks and, out of band, the heading's ball come along.
+    assert "Last build (#1)" in text_of(partial)
+    assert '<span id="job-ball" hx-swap-oob="true">' in body
     QueueItem.objects.update(state=QueueItem.State.LEFT)
     done = as_admin.get(url("job", "hello"), HTTP_HX_REQUEST="true")
     assert done.status_code == 286  # htmx stops polling
@@ -575,8 +589,7 @@ def test_permalinks_redirect_to_their_build(as_viewer):
     assert as_viewer.get("/job/hello/lastFailedBuild/")["Location"] == "/job/hello/2/"
     assert as_viewer.get("/job/hello/lastCompletedBuild/")["Location"] == "/job/hello/2/"
     assert (
-        as_viewer.get("/job/hello/lastBuild/consoleText")["Location"]
-        == "/job/hello/3/consoleText"
+        as_viewer.get("/job/hello/lastBuild/consoleText")["Location"] == "/job/hello/3/consoleText"
     )
     assert as_viewer.get("/job/hello/lastUnstableBuild/").status_code == 404
 
@@ -625,6 +638,15 @@ def test_stop_aborts_the_build(as_operator):
     assert "Aborting…" in text_of(response)
 
 
+def test_stop_from_htmx_answers_204(as_admin):
+    job = make_job("hello")
+    build = make_build(job, 1, status="running")
+    response = as_admin.post(url("stop", "hello", 1), HTTP_HX_REQUEST="true")
+    assert response.status_code == 204
+    build.refresh_from_db()
+    assert build.abort_requested
+
+
 def test_viewer_may_not_abort(as_viewer):
     job = make_job("hello")
     build = make_build(job, 1, status="running")
@@ -645,7 +667,10 @@ def test_console_shows_the_whole_small_log_with_colours_escaped(as_viewer):
     body = response.content.decode()
     assert response.status_code == 200
     assert "Skipping" not in body
-    assert '<div class="line"><span class="ansi-green">green</span> &lt;script&gt;alert(1)&lt;/script&gt;</div>' in body
+    assert (
+        '<div class="line"><span class="ansi-green">green</span> &lt;script&gt;alert(1)&lt;/script&gt;</div>'
+        in body
+    )
     assert "<script>alert(1)" not in body
     assert f'data-ws-url="/ws/builds/{build.pk}/console/"' in body
     size = logs.open_stream(build.log_key).size
@@ -676,15 +701,30 @@ def test_console_opens_with_the_tail_of_a_big_log(as_viewer):
 
 def test_console_tail_ends_before_a_cut_character_or_escape_sequence():
     job = make_job("hello")
-    build = make_build(job, 1, status="running", log="ok\nnaïve \x1b[3".encode()[:-4], complete=False)
+    build = make_build(job, 1, status="running", log=b"ok\nna" + "ï".encode()[:1], complete=False)
     tail = views.console_tail(build)
     # "ï" was cut in the middle: the page stops before it; the socket resumes there.
     assert tail.lines == ["ok", "na"] and tail.open_line
     assert tail.next_offset == len(b"ok\nna")
-    write_log(build, "ïve \x1b[31mred".encode()[len("ï".encode()) - 1 :][:0])
-    build2 = make_build(job, 2, status="running", log=b"a\x1b[1;3", complete=False)
-    tail2 = views.console_tail(build2)
-    assert tail2.lines == ["a"] and tail2.next_offset == 1
+    build = make_build(job, 2, status="running", log=b"a\x1b[1;3", complete=False)
+    tail = views.console_tail(build)
+    assert tail.lines == ["a"] and tail.next_offset == 1 and tail.sgr == ""
+    build = make_build(job, 3, status="running", log=b"\x1b[1;31mred\n", complete=False)
+    tail = views.console_tail(build)
+    assert tail.lines == ['<span class="ansi-bold ansi-red">red</span>'] and not tail.open_line
+    assert tail.sgr == "1;31"  # the colour continues into what the socket sends
+
+
+def test_console_tail_keeps_no_more_lines_than_the_page_does(as_viewer):
+    job = make_job("hello")
+    data = b"".join(b"%d\n" % i for i in range(30_000))  # 168,890 bytes of short lines
+    build = make_build(job, 1, log=data)
+    tail = views.console_tail(build)
+    assert len(tail.lines) == views.CONSOLE_MAX_LINES
+    assert tail.lines[0] == "20000" and tail.lines[-1] == "29999"
+    assert tail.skipped_kb == len(b"".join(b"%d\n" % i for i in range(20_000))) // 1024
+    body = as_viewer.get(url("console", "hello", 1)).content.decode()
+    assert body.count('<div class="line">') == views.CONSOLE_MAX_LINES
 
 
 def test_console_of_a_pending_build_without_a_log(as_viewer):
@@ -724,6 +764,7 @@ def test_console_text_of_a_build_without_a_log_is_empty(as_viewer):
     assert response.status_code == 200 and b"".join(response.streaming_content) == b""
 
 
+@pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_console_text_streams_under_asgi_with_an_async_iterator(viewer):
     from asgiref.sync import sync_to_async
@@ -747,13 +788,17 @@ async def test_console_text_streams_under_asgi_with_an_async_iterator(viewer):
     response = await client.get(url("console-text", "hello", 1))
     assert response.status_code == 200 and response.is_async
     parts = [part async for part in response.streaming_content]
-    assert len(parts) >= 4 and b"".join(parts) == data
+    assert len(parts) >= 3 and b"".join(parts) == data  # chunk by chunk, not all at once
 
 
 def test_viewer_may_read_logs_but_anonymous_may_not():
     job = make_job("hello")
     make_build(job, 1, log=b"x\n")
-    for path in ("/job/hello/1/console", "/job/hello/1/consoleText", "/job/hello/1/logText/progressiveText"):
+    for path in (
+        "/job/hello/1/console",
+        "/job/hello/1/consoleText",
+        "/job/hello/1/logText/progressiveText",
+    ):
         response = Client().get(path)
         assert response.status_code == 302 and response["Location"].startswith("/login"), path
 
@@ -850,7 +895,7 @@ def test_progressive_text_returns_at_most_10000_lines_per_call(as_viewer):
     Build.objects.filter(pk=build.pk).update(status="finished", result="SUCCESS")
     first = progressive(as_viewer, 0, HTTP_ACCEPT_ENCODING="gzip")
     assert body_of(first).count(b"\n") == 10_000 and first["X-More-Data"] == "true"
-    last = progressive(as_viewer, int(progressive(as_viewer, 10 * 1).get("X-Text-Size")) * 0 + len(b"".join(b"line %d\n" % i for i in range(20_000))))
+    last = progressive(as_viewer, len(b"".join(b"line %d\n" % i for i in range(20_000))))
     assert body_of(last) == b"".join(b"line %d\n" % i for i in range(20_000, 25_000))
     assert "X-More-Data" not in last
 
@@ -862,7 +907,7 @@ def test_progressive_text_is_gzipped_over_4_kib_when_the_client_accepts_it(as_vi
     zipped = progressive(as_viewer, 0, HTTP_ACCEPT_ENCODING="gzip, deflate, br")
     assert zipped["Content-Encoding"] == "gzip"
     assert gzip.decompress(zipped.content) == data and len(zipped.content) < len(data) // 3
-    assert zipped["Vary"] == "Accept-Encoding"
+    assert "Accept-Encoding" in zipped["Vary"]
     plain = progressive(as_viewer, 0)
     assert "Content-Encoding" not in plain and plain.content == data
     refused = progressive(as_viewer, 0, HTTP_ACCEPT_ENCODING="gzip;q=0, identity")
@@ -924,7 +969,9 @@ def test_job_api_json_and_colours(as_viewer):
     assert as_viewer.get("/job/hello/api/json").json()["color"] == "aborted"
     services.schedule_build(job, "Started by timer")
     data = as_viewer.get("/job/hello/api/json").json()
-    assert data["inQueue"] is True and data["queueItem"]["_class"] == "hudson.model.Queue$WaitingItem"
+    assert (
+        data["inQueue"] is True and data["queueItem"]["_class"] == "hudson.model.Queue$WaitingItem"
+    )
     Job.objects.filter(pk=job.pk).update(disabled=True)
     data = as_viewer.get("/job/hello/api/json").json()
     assert data["color"] == "disabled" and data["buildable"] is False

@@ -180,8 +180,8 @@ def test_dashboard_welcomes_with_next_steps(admin_client):
     assert f'href="{reverse("nodes:list")}"' in text and "Set up an agent" in text
     assert f'href="{reverse("credentials:index")}"' in text and "Manage credentials" in text
     assert "Manage Steward" in text and "My account" in text and "People" in text
-    # New Item is there but greyed: jobs do not exist yet.
-    assert re.search(r'task-link disabled"[^>]*>.*?New Item', text)
+    # New Item is a real task for users who may create jobs.
+    assert re.search(r'<a class="task-link" href="/newJob">.*?New Item', text)
 
 
 def test_dashboard_for_a_viewer_has_no_people_and_no_runtime_test(viewer_client):
@@ -190,6 +190,7 @@ def test_dashboard_for_a_viewer_has_no_people_and_no_runtime_test(viewer_client)
     assert "Set up an agent" in text and "Manage credentials" in text
     assert ">People<" not in text
     assert "Test the runtime" not in text
+    assert 'href="/newJob"' not in text
 
 
 def test_dashboard_for_a_user_in_no_group_offers_nothing_it_cannot_open(nobody_client):

@@ -192,7 +192,13 @@ class SSHLauncher(Launcher):
         config = config_of(node)
         transport = self._open_transport(node, log)
         try:
-            return self._prepare_and_hello(node, log, cancelled, config, transport)
+            try:
+                return self._prepare_and_hello(node, log, cancelled, config, transport)
+            except (paramiko.SSHException, OSError, EOFError, AgentError) as exc:
+                # The connection broke (or timed out) mid-launch: a failure worth retrying.
+                raise LaunchError(
+                    f"The SSH connection failed during the launch: {exc or type(exc).__name__}"
+                ) from exc
         except BaseException:
             log.line("Launch failed - cleaning up connection")
             transport.close()

@@ -8,10 +8,13 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from builds.models import Build, Executor, Job
 from console import logs
 from credentials import services as credential_services
 from credentials.forms import CredentialInput
@@ -624,8 +627,8 @@ def test_node_page_shows_both_facts_and_sections(as_admin, admin):
     assert "Next launch attempt in" in page and "2 failed launches in a row" in page
     assert "Offline by user — Disconnected by admin : disk replacement" in page
     assert "Monitoring Data" in page and "Labels" in page and "linux" in page
-    assert "Executors" in page and "0 of 2 busy" in page
-    assert "Projects tied to agent1" in page and "None" in page
+    assert "Build Executor Status" in page and "agent1 (offline) 0/2" in page
+    assert "Projects tied to agent1 None" in page
     tasks = tasks_of(response)
     for action in (
         "Relaunch agent",
@@ -812,7 +815,7 @@ def test_system_information(as_admin, as_viewer):
     assert as_viewer.get(url("system-info", node)).status_code == 403
 
 
-def test_build_history_is_empty_for_now(as_viewer):
+def test_build_history_without_builds(as_viewer):
     node = make_node("agent1")
     page = text_of(as_viewer.get(url("builds", node)))
     assert "Build History of agent1" in page and "No builds" in page
@@ -910,3 +913,272 @@ def test_agent_pyz_download(as_admin, client):
 def test_manage_page_links_to_nodes(as_admin):
     html = as_admin.get("/manage/").content.decode()
     assert 'href="/computer/"' in html
+
+
+# --- the node page and the builds: executors, projects tied, Build History -----------------------
+
+
+def make_job(name: str, label_expression: str = "", **fields) -> Job:
+    return Job.objects.create(name=name, label_expression=label_expression, **fields)
+
+
+def make_build(job: Job, node: Node | None, number: int, **fields) -> Build:
+    defaults = {
+        "status": Build.Status.FINISHED,
+        "result": Build.Result.SUCCESS,
+        "started_at": timezone.now() - timedelta(minutes=5),
+        "duration_ms": 4_200,
+        "node_name": node.url_name if node is not None else "",
+    }
+    defaults.update(fields)
+    return Build.objects.create(job=job, node=node, number=number, **defaults)
+
+
+def section_of(response, section_id: str) -> str:
+    html = response.content.decode()
+    match = re.search(rf'<section class="card"[^>]*id="{section_id}">.*?</section>', html, re.S)
+    assert match, f"no section #{section_id}"
+    return match.group(0)
+
+
+def tied_names(response) -> list[str]:
+    return re.findall(r'<tr data-job="([^"]+)"', section_of(response, "tied-projects"))
+
+
+def test_node_page_shows_the_build_executor_status_widget_of_this_node(as_admin, as_viewer):
+    node = make_node("agent1", num_executors=2)
+    make_node("agent2")
+    Node.objects.filter(pk=node.pk).update(connection=Node.Connection.CONNECTED)
+    job = make_job("compile")
+    running = make_build(
+        job,
+        node,
+        7,
+        status=Build.Status.RUNNING,
+        result="",
+        started_at=timezone.now() - timedelta(seconds=30),
+        duration_ms=None,
+    )
+    Executor.objects.create(node=node, number=1, build=running)
+    Executor.objects.create(node=node, number=2)
+    response = as_admin.get(url("detail", node))
+    html = response.content.decode()
+    widget = re.search(
+        rf'<section class="widget" id="executors-{node.pk}".*?</section>', html, re.S
+    ).group(0)
+    assert 'data-refresh-url="/widgets/executors?node=agent1"' in widget
+    assert "Build Executor Status" in widget and "agent2" not in widget
+    page = text_of(response)
+    assert "agent1 1/2" in page and "compile #7" in page and "2 Idle" in page
+    assert 'href="/job/compile/7/console"' in widget
+    assert 'aria-label="Abort compile #7"' in widget
+    assert "Abort compile #7" not in as_viewer.get(url("detail", node)).content.decode()
+    # The widget sits in a preserved placeholder: re-fetching the state panel keeps the live
+    # widget in the page, so the htmx answer carries the placeholder only.
+    assert re.search(
+        rf'<div id="node-executors" class="node-executors" hx-preserve>.*?id="executors-{node.pk}"',
+        html,
+        re.S,
+    )
+    partial = as_admin.get(url("state", node)).content.decode()
+    assert '<div id="node-executors" class="node-executors" hx-preserve></div>' in partial
+    assert "executors-" not in partial
+
+
+def test_projects_tied_to_an_agent_are_the_jobs_its_labels_satisfy(as_viewer):
+    node = make_node("agent1", label_string="linux docker")
+    make_job("docker-build", "linux && docker")
+    make_job("own-name", "agent1")
+    make_job("linux-or-windows", " linux || windows ")
+    make_job("windows-only", "windows")
+    make_job("not-docker", "linux && !docker")
+    make_job("broken", "linux &&")  # never runs anywhere
+    make_job("anywhere")  # no label expression: not tied to an agent
+    make_job("on-controller", "built-in")
+    response = as_viewer.get(url("detail", node))
+    assert tied_names(response) == ["docker-build", "linux-or-windows", "own-name"]
+    section = section_of(response, "tied-projects")
+    assert 'href="/job/docker-build/"' in section
+    assert "<code>linux &amp;&amp; docker</code>" in section
+    assert 'title="Not built"' in section
+
+
+def test_projects_tied_show_the_status_of_their_last_build(as_viewer):
+    node = make_node("agent1", label_string="linux")
+    failing = make_job("failing", "linux")
+    make_build(failing, node, 1, result=Build.Result.FAILURE)
+    section = section_of(as_viewer.get(url("detail", node)), "tied-projects")
+    assert "ball-red" in section and 'title="Failed"' in section
+
+
+def test_unlabelled_jobs_are_tied_to_the_builtin_node_unless_it_is_exclusive(as_viewer):
+    builtin = services.ensure_builtin_node()
+    make_job("anywhere")
+    make_job("on-controller", "built-in")
+    make_job("on-linux", "linux")
+    response = as_viewer.get(url("detail", builtin))
+    assert "Projects tied to Built-In Node" in text_of(response)
+    assert tied_names(response) == ["anywhere", "on-controller"]
+    assert "No label expression" in section_of(response, "tied-projects")
+    Node.objects.filter(pk=builtin.pk).update(mode=Node.Mode.EXCLUSIVE)
+    assert tied_names(as_viewer.get(url("detail", builtin))) == ["on-controller"]
+
+
+def test_an_exclusive_agent_is_tied_to_the_jobs_whose_expression_matches(as_viewer):
+    node = make_node("gpu-box", label_string="gpu", mode=Node.Mode.EXCLUSIVE)
+    make_job("anywhere")
+    make_job("train", "gpu")
+    make_job("cpu-only", "!gpu")
+    assert tied_names(as_viewer.get(url("detail", node))) == ["train"]
+
+
+def test_no_projects_tied_says_none(as_viewer):
+    node = make_node("agent1", label_string="linux")
+    make_job("elsewhere", "windows")
+    section = section_of(as_viewer.get(url("detail", node)), "tied-projects")
+    assert '<p class="muted">None</p>' in section and "<table" not in section
+
+
+def test_projects_tied_parse_each_expression_once_in_a_fixed_number_of_queries(
+    as_viewer, monkeypatch
+):
+    from builds import labels as build_labels
+
+    node = make_node("agent1", label_string="linux")
+    make_job("job-0", "linux")
+    as_viewer.get(url("detail", node))  # warm the session
+    with CaptureQueriesContext(connection) as few:
+        as_viewer.get(url("detail", node))
+    for i in range(1, 40):
+        make_job(f"job-{i}", "linux" if i % 2 else "windows")
+    parsed = []
+    real_parse = build_labels.parse_label_expression
+    monkeypatch.setattr(
+        build_labels,
+        "parse_label_expression",
+        lambda text: parsed.append(text) or real_parse(text),
+    )
+    with CaptureQueriesContext(connection) as many:
+        response = as_viewer.get(url("detail", node))
+    assert len(tied_names(response)) == 21  # job-0 and the 20 odd ones
+    assert sorted(parsed) == ["linux", "windows"]
+    assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_build_history_lists_the_builds_of_this_node_newest_first(as_viewer):
+    node = make_node("agent1")
+    other = make_node("agent2")
+    compile_job = make_job("compile")
+    tests_job = make_job("tests")
+    make_build(compile_job, node, 1, duration_ms=65_000)
+    make_build(tests_job, node, 4, result=Build.Result.FAILURE, duration_ms=1_500)
+    make_build(compile_job, other, 2)  # ran elsewhere
+    make_build(
+        compile_job,
+        node,
+        3,
+        status=Build.Status.RUNNING,
+        result="",
+        started_at=timezone.now() - timedelta(seconds=75),
+        duration_ms=None,
+    )
+    make_build(tests_job, node, 5, status=Build.Status.PENDING, result="", started_at=None)
+    response = as_viewer.get(url("builds", node))
+    html = response.content.decode()
+    assert re.findall(r'<tr data-build="([^"]+)"', html) == [
+        "tests #5",
+        "compile #3",
+        "tests #4",
+        "compile #1",
+    ]
+    rows = {
+        m.group(1): text_of_html(m.group(0))
+        for m in re.finditer(r'<tr data-build="([^"]+)".*?</tr>', html, re.S)
+    }
+    assert rows["compile #1"] == "compile #1 Success 5 min 0 sec ago 1 min 5 sec"
+    assert rows["tests #4"] == "tests #4 Failed 5 min 0 sec ago 1.5 sec"
+    assert re.fullmatch(
+        r"compile #3 In progress 1 min 1[56] sec ago Running for 1 min 1[56] sec",
+        rows["compile #3"],
+    )
+    assert rows["tests #5"] == "tests #5 Pending Not started —"
+    assert 'href="/job/compile/"' in html and 'href="/job/compile/3/"' in html
+    assert 'class="ball ball-red"' in html and "ball-anime" in html
+    assert "No builds" not in html
+
+
+def test_build_history_keeps_the_builds_of_a_deleted_node_of_the_same_name(as_viewer):
+    job = make_job("compile")
+    make_build(job, None, 1, node_name="agent1")  # its node was deleted since
+    make_build(job, None, 2, node_name="agent9")
+    node = make_node("agent1")
+    html = as_viewer.get(url("builds", node)).content.decode()
+    assert re.findall(r'<tr data-build="([^"]+)"', html) == ["compile #1"]
+
+
+def test_build_history_is_paged(as_viewer):
+    node = make_node("agent1")
+    job = make_job("compile")
+    Build.objects.bulk_create(
+        Build(
+            job=job,
+            node=node,
+            node_name="agent1",
+            number=n,
+            status=Build.Status.FINISHED,
+            result=Build.Result.SUCCESS,
+            started_at=timezone.now(),
+            duration_ms=1000,
+        )
+        for n in range(1, 53)
+    )
+    first = as_viewer.get(url("builds", node)).content.decode()
+    numbers = re.findall(r'<tr data-build="compile #(\d+)"', first)
+    assert len(numbers) == 50 and numbers[0] == "52" and numbers[-1] == "3"
+    assert "Page 1 of 2" in first and 'href="?page=2">Older builds' in first
+    second = as_viewer.get(url("builds", node) + "?page=2").content.decode()
+    assert re.findall(r'<tr data-build="compile #(\d+)"', second) == ["2", "1"]
+    assert 'href="?page=1">Newer builds' in second
+
+
+@pytest.mark.parametrize("count", [1, 40])
+def test_build_history_query_count_does_not_grow_with_builds(
+    as_viewer, count, django_assert_num_queries
+):
+    node = make_node("agent1")
+    MonitorSettings.load()
+    jobs = [make_job(f"job-{i}") for i in range(count)]
+    for i, job in enumerate(jobs):
+        make_build(job, node, i + 1)
+    as_viewer.get(url("builds", node))  # warm the session
+    # session, user, its permissions and its groups', node, count, monitor settings, pending
+    # host key, the page of builds (with their jobs)
+    with django_assert_num_queries(9):
+        response = as_viewer.get(url("builds", node))
+    assert response.content.decode().count("<tr data-build=") == count
+
+
+def test_users_who_may_not_see_jobs_get_no_projects_and_no_build_history(client):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user("nodes-only", password="x")
+    user.user_permissions.add(Permission.objects.get(codename="view_node"))
+    client.force_login(user)
+    node = make_node("agent1")
+    make_job("compile", "linux")
+    response = client.get(url("detail", node))
+    assert "Agent agent1" in text_of(response)
+    assert "Projects tied to" not in text_of(response)
+    assert tasks_of(response) == ["Back to List", "Status"]
+    assert client.get(url("builds", node)).status_code == 403
+
+
+def test_new_item_task_is_for_users_who_may_create_jobs(as_admin, as_viewer):
+    admin_tasks = as_admin.get("/computer/").content.decode()
+    assert re.search(
+        r'<a class="task-link" href="/newJob">.*?<span>New Item</span>', admin_tasks, re.S
+    )
+    assert "not available in this version" not in admin_tasks
+    viewer_page = as_viewer.get("/computer/")
+    assert "New Item" not in tasks_of(viewer_page)

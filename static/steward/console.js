@@ -24,6 +24,7 @@
     charCount += line._size;
   });
   if (box.getAttribute("data-open-line") === "1") current = box.lastElementChild;
+  trim();
 
   function nearBottom() {
     var doc = document.scrollingElement || document.documentElement;
@@ -115,6 +116,10 @@
       setStatus("Finished: " + (state.result || "NOT_BUILT"), false, state.result);
       var abort = document.getElementById("console-abort");
       if (abort) abort.remove();
+      var balls = document.getElementById("result-balls");
+      var heading = document.getElementById("console-ball");
+      var ball = balls && balls.content.querySelector('[data-result="' + state.result + '"]');
+      if (ball && heading) heading.innerHTML = ball.innerHTML;
     }
   }
 
