@@ -26,6 +26,7 @@ from nodes.agent import protocol
 from nodes.connections import AgentError, pool
 
 HEARTBEAT_SECONDS = 5.0
+SECONDS_PER_MINUTE = 60  # the stuck timeout's unit (tests shorten it)
 CHECK_SECONDS = 0.25
 ABORT_GRACE_SECONDS = 8.0
 
@@ -118,7 +119,7 @@ class BuildRun:
             # executor: the script must not go on running on a slot given to another build.
             return "Steward lost contact with the build; stopping it"
         timeout = self.build.job.stuck_timeout_minutes
-        if timeout and time.monotonic() - self.started > timeout * 60:
+        if timeout and time.monotonic() - self.started > timeout * SECONDS_PER_MINUTE:
             return f"Build timed out (after {timeout} minutes). Marking the build as aborted."
         if worker_state.should_stop is not None or worker_state.should_terminate is not None:
             return "Steward is shutting down: the build was interrupted"

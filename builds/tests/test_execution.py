@@ -187,3 +187,18 @@ def test_lost_builds_are_failed_and_their_executor_freed(db):
     assert build.result == "FAILURE"
     assert "lost contact with the build" in console_text(build)
     assert not Executor.objects.filter(build__isnull=False).exists()
+
+
+def test_a_stuck_build_is_aborted_by_its_timeout(celery_worker, monkeypatch):
+    from builds import execution
+
+    monkeypatch.setattr(execution, "SECONDS_PER_MINUTE", 1.0)  # "minutes" of one second
+    online_builtin()
+    job = make_job("stuck", "echo waiting forever; sleep 60", stuck_timeout_minutes=2)
+    started = time.monotonic()
+    services.schedule_build(job, "Started by timer")
+    build = wait_finished(job, timeout=20)
+    text = console_text(build)
+    assert build.result == "ABORTED", text
+    assert "Build timed out (after 2 minutes). Marking the build as aborted." in text
+    assert time.monotonic() - started < 10
