@@ -149,10 +149,16 @@ class BuildRun:
                             self.output(frame.payload)
                         elif frame.type == protocol.EXIT:
                             info = frame.json()
-                            kind = "aborted" if info.get("reason") in (protocol.ABORTED, protocol.TIMED_OUT) else "exit"
+                            kind = (
+                                "aborted"
+                                if info.get("reason") in (protocol.ABORTED, protocol.TIMED_OUT)
+                                else "exit"
+                            )
                             return kind, int(info.get("code") or 0)
                         elif frame.type == protocol.ERROR:
-                            self.line(f"ERROR: {frame.json().get('message', 'the agent could not run the step')}")
+                            self.line(
+                                f"ERROR: {frame.json().get('message', 'the agent could not run the step')}"
+                            )
                             return "error", None
                 now = time.monotonic()
                 if now - last_check >= CHECK_SECONDS:
@@ -183,7 +189,9 @@ def execute(build_id: int) -> str:
     if not claimed:
         return "not claimed"
     build = Build.objects.select_related("job", "node").get(pk=build_id)
-    services.announce(services.EXECUTORS_GROUP, services.build_group(build_id), event="running", build=build_id)
+    services.announce(
+        services.EXECUTORS_GROUP, services.build_group(build_id), event="running", build=build_id
+    )
     run = BuildRun(build)
     result = Result.FAILURE
     try:
@@ -233,7 +241,9 @@ def _run(build: Build, run: BuildRun) -> str:
     env = environment(build, workspace)
     if build.job.delete_workspace:
         run.line("[WS-CLEANUP] Deleting project workspace...")
-        spec = protocol.make_spec(root, f"rm -rf -- {_sh_quote(workspace)}", shell=["/bin/sh", "-e"], env=env)
+        spec = protocol.make_spec(
+            root, f"rm -rf -- {_sh_quote(workspace)}", shell=["/bin/sh", "-e"], env=env
+        )
         kind, code = run.run_step(connection, spec)
         if kind != "exit" or code != 0:
             run.line("ERROR: could not delete the workspace")
@@ -252,7 +262,9 @@ def _run(build: Build, run: BuildRun) -> str:
             cause = f"the connection to {node.display_name} was lost during the build"
             run.line(f"ERROR: {cause}")
             if _connection_died(connection):
-                node_services.connection_lost(node.pk, "the agent connection dropped during a build")
+                node_services.connection_lost(
+                    node.pk, "the agent connection dropped during a build"
+                )
             return Result.FAILURE
         if kind == "error":
             return Result.FAILURE

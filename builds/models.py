@@ -31,7 +31,10 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["name"]
-        permissions = [("build_job", "Can start a build of a job"), ("cancel_build", "Can abort a build")]
+        permissions = [
+            ("build_job", "Can start a build of a job"),
+            ("cancel_build", "Can abort a build"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -113,6 +116,9 @@ class Build(models.Model):
     def __str__(self) -> str:
         return f"{self.job.name} #{self.number}"
 
+    def get_absolute_url(self) -> str:
+        return reverse("builds:build", args=[self.job.name, self.number])
+
     @property
     def log_key(self) -> str:
         return f"build-{self.pk}-log"
@@ -120,9 +126,6 @@ class Build(models.Model):
     @property
     def building(self) -> bool:
         return self.status != self.Status.FINISHED
-
-    def get_absolute_url(self) -> str:
-        return reverse("builds:build", args=[self.job.name, self.number])
 
 
 class Executor(models.Model):

@@ -54,13 +54,13 @@ def build_group(build_id: int) -> str:
 
 
 def user_cause(user) -> str:
-    return f"Started by user {user.get_username()}" if user is not None else "Started by an SCM change"
+    return (
+        f"Started by user {user.get_username()}" if user is not None else "Started by an SCM change"
+    )
 
 
 def cause_lines(causes: list[dict]) -> list[str]:
-    return [
-        c["text"] + (f" ({c['count']} times)" if c.get("count", 1) > 1 else "") for c in causes
-    ]
+    return [c["text"] + (f" ({c['count']} times)" if c.get("count", 1) > 1 else "") for c in causes]
 
 
 def _fold(causes: list[dict], text: str) -> list[dict]:
@@ -93,9 +93,7 @@ def schedule_build(job: Job, cause: str, *, delay: int | None = None) -> tuple[Q
     with transaction.atomic():
         # Lock the job row so two requests cannot both create an item.
         Job.objects.select_for_update().filter(pk=job.pk).first()
-        item = (
-            QueueItem.objects.select_for_update().filter(job=job, state__in=LIVE).first()
-        )
+        item = QueueItem.objects.select_for_update().filter(job=job, state__in=LIVE).first()
         if item is not None:
             item.causes = _fold(item.causes, cause)
             item.due_at = min(item.due_at, due)
@@ -103,9 +101,12 @@ def schedule_build(job: Job, cause: str, *, delay: int | None = None) -> tuple[Q
             created = False
         else:
             item = QueueItem.objects.create(
-                job=job, due_at=due, causes=[{"text": cause, "count": 1}],
+                job=job,
+                due_at=due,
+                causes=[{"text": cause, "count": 1}],
                 why=f"In the quiet period. Expires in {scheduler.format_duration(seconds)}"
-                if seconds else "",
+                if seconds
+                else "",
             )
             created = True
         announce(QUEUE_GROUP, event="queued")
@@ -230,10 +231,14 @@ def _schedule_pass(final: bool) -> tuple[list[int], bool]:
     nodes = list(Node.objects.all())
     sync_executors(nodes)
     free: dict[int, list[int]] = {}
-    for node_id, number in Executor.objects.filter(build__isnull=True).values_list("node_id", "number"):
+    for node_id, number in Executor.objects.filter(build__isnull=True).values_list(
+        "node_id", "number"
+    ):
         free.setdefault(node_id, []).append(number)
     by_name = {node.url_name: node for node in nodes}
-    states = [_node_state(n, [k for k in free.get(n.pk, []) if k <= n.num_executors]) for n in nodes]
+    states = [
+        _node_state(n, [k for k in free.get(n.pk, []) if k <= n.num_executors]) for n in nodes
+    ]
 
     job_ids = {item.job_id for item in items}
     running: dict[int, list[tuple[int, object]]] = {}
@@ -248,8 +253,9 @@ def _schedule_pass(final: bool) -> tuple[list[int], bool]:
         .values_list("job_id", "last")
     )
     last_node_names = dict(
-        Node.objects.filter(pk__in=[i.job.last_built_on_id for i in items if i.job.last_built_on_id])
-        .values_list("pk", "name")
+        Node.objects.filter(
+            pk__in=[i.job.last_built_on_id for i in items if i.job.last_built_on_id]
+        ).values_list("pk", "name")
     )
     item_states = []
     for item in items:
@@ -280,8 +286,12 @@ def _schedule_pass(final: bool) -> tuple[list[int], bool]:
     started: list[int] = []
     lost = False
     for assignment in decision.assignments:
-        build_id = _start(items_by_id[assignment.item_id], by_name[assignment.node_name],
-                          assignment.executor_number, now)
+        build_id = _start(
+            items_by_id[assignment.item_id],
+            by_name[assignment.node_name],
+            assignment.executor_number,
+            now,
+        )
         if build_id is None:
             lost = True
         else:
@@ -291,8 +301,20 @@ def _schedule_pass(final: bool) -> tuple[list[int], bool]:
     _record_why(items, decision, now)
     for node_name in decision.demand:
         node = by_name.get(node_name)
-        if node is not None and node.retention == Node.Retention.DEMAND:
+        if node is None:
+            continue
+        if node.retention == Node.Retention.DEMAND:
             node_services.request_demand(node)
+        elif node.is_builtin and node.connection in (
+            Node.Connection.DISCONNECTED,
+            Node.Connection.FAILED,
+        ):
+            # The built-in node is part of the controller: work waiting for it starts it
+            # (e.g. after its row was recreated) rather than waiting for the retention sweep.
+            try:
+                node_services.request_launch(node, reason="Launching because work is waiting")
+            except node_services.NodeError:
+                pass
     return started, lost
 
 
@@ -303,22 +325,32 @@ class _SlotTaken(Exception):
 def _start(item: QueueItem, node: Node, executor_number: int, now) -> int | None:
     try:
         with transaction.atomic():
-            if QueueItem.objects.filter(pk=item.pk, state__in=LIVE).update(
-                state=QueueItem.State.LEFT, left_at=now, why=""
-            ) != 1:
+            if (
+                QueueItem.objects.filter(pk=item.pk, state__in=LIVE).update(
+                    state=QueueItem.State.LEFT, left_at=now, why=""
+                )
+                != 1
+            ):
                 raise _SlotTaken
             Job.objects.filter(pk=item.job_id).update(
                 next_build_number=F("next_build_number") + 1, last_built_on=node
             )
             number = Job.objects.values_list("next_build_number", flat=True).get(pk=item.job_id) - 1
             build = Build.objects.create(
-                job_id=item.job_id, number=number, causes=item.causes, node=node,
-                node_name=node.url_name, executor_number=executor_number,
+                job_id=item.job_id,
+                number=number,
+                causes=item.causes,
+                node=node,
+                node_name=node.url_name,
+                executor_number=executor_number,
                 workspace=allocate_workspace(item.job, node),
             )
-            if Executor.objects.filter(
-                node=node, number=executor_number, build__isnull=True
-            ).update(build=build) != 1:
+            if (
+                Executor.objects.filter(
+                    node=node, number=executor_number, build__isnull=True
+                ).update(build=build)
+                != 1
+            ):
                 raise _SlotTaken
             QueueItem.objects.filter(pk=item.pk).update(build=build)
             transaction.on_commit(lambda: _enqueue_build(build.pk))
@@ -378,9 +410,9 @@ def _record_why(items: list[QueueItem], decision, now) -> None:
 def abort_build(build: Build, user=None) -> bool:
     """Abort: a running build's process group is killed by its agent within 2 s."""
     who = user.get_username() if user is not None and user.is_authenticated else "SYSTEM"
-    changed = Build.objects.filter(pk=build.pk, status__in=[Build.Status.PENDING, Build.Status.RUNNING]).update(
-        abort_requested=True, aborted_by=who
-    )
+    changed = Build.objects.filter(
+        pk=build.pk, status__in=[Build.Status.PENDING, Build.Status.RUNNING]
+    ).update(abort_requested=True, aborted_by=who)
     if changed:
         from builds.tasks import watch_abort
 
@@ -401,11 +433,15 @@ def finish_build(build_id: int, result: str) -> bool:
             return False
         started = build.started_at or now
         Build.objects.filter(pk=build_id).update(
-            status=Build.Status.FINISHED, result=result, finished_at=now,
+            status=Build.Status.FINISHED,
+            result=result,
+            finished_at=now,
             duration_ms=int((now - started).total_seconds() * 1000),
         )
         release_executor(build_id)
-        announce(QUEUE_GROUP, EXECUTORS_GROUP, build_group(build_id), event="finished", build=build_id)
+        announce(
+            QUEUE_GROUP, EXECUTORS_GROUP, build_group(build_id), event="finished", build=build_id
+        )
         transaction.on_commit(_kick_scheduler)
     return True
 
@@ -424,7 +460,10 @@ def lost_builds_sweep() -> int:
     for build in lost:
         stream = logs.open_stream(build.log_key)
         try:
-            logs.append(stream, b"\nERROR: Steward lost contact with the build (its worker stopped)\nFinished: FAILURE\n")
+            logs.append(
+                stream,
+                b"\nERROR: Steward lost contact with the build (its worker stopped)\nFinished: FAILURE\n",
+            )
             logs.finish(stream)
         except RuntimeError:
             pass
@@ -434,7 +473,9 @@ def lost_builds_sweep() -> int:
 
 
 def delete_job(job: Job) -> None:
-    if Build.objects.filter(job=job, status__in=[Build.Status.PENDING, Build.Status.RUNNING]).exists():
+    if Build.objects.filter(
+        job=job, status__in=[Build.Status.PENDING, Build.Status.RUNNING]
+    ).exists():
         raise BuildError(f"{job.name} has a build in progress; abort it first.")
     job.delete()
     announce(QUEUE_GROUP, event="deleted")

@@ -24,7 +24,9 @@ def run_build(build_id: int) -> str:
 @shared_task(name="builds.watch_abort")
 def watch_abort(build_id: int) -> str:
     """An aborted build that never started (its task was lost) is finished here."""
-    build = Build.objects.filter(pk=build_id, status=Build.Status.PENDING, abort_requested=True).first()
+    build = Build.objects.filter(
+        pk=build_id, status=Build.Status.PENDING, abort_requested=True
+    ).first()
     if build is None:
         return "nothing to do"
     services.finish_build(build_id, Build.Result.ABORTED)
@@ -54,7 +56,10 @@ def recover_builds() -> int:
 
             stream = logs.open_stream(build.log_key)
             try:
-                logs.append(stream, b"\nERROR: Steward was restarted while this build was running\nFinished: ABORTED\n")
+                logs.append(
+                    stream,
+                    b"\nERROR: Steward was restarted while this build was running\nFinished: ABORTED\n",
+                )
                 logs.finish(stream)
             except RuntimeError:
                 pass

@@ -68,6 +68,9 @@ class LogChunk(models.Model):
         ]
         ordering = ["offset"]
 
+    def __str__(self) -> str:
+        return f"{self.stream_id}@{self.offset}"
+
     @property
     def end(self) -> int:
         return self.offset + len(self.data)

@@ -76,12 +76,23 @@ def test_environment(**overrides: str) -> dict[str, str]:
 class ConsoleProcess:
     """A real console process. ``argv`` defaults to the embedded ``runconsole``."""
 
-    def __init__(self, argv: list[str] | None = None, env: dict[str, str] | None = None,
-                 port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        log_path: Path | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.argv = argv or [sys.executable, "manage.py", "runconsole", "--no-migrate",
-                             "--port", str(self.port)]
+        self.argv = argv or [
+            sys.executable,
+            "manage.py",
+            "runconsole",
+            "--no-migrate",
+            "--port",
+            str(self.port),
+        ]
         self.env = env or test_environment()
         self.log_path = log_path or Path(settings.STEWARD_HOME) / f"console-{self.port}.log"
         self.proc: subprocess.Popen | None = None
@@ -89,7 +100,11 @@ class ConsoleProcess:
     def start(self, timeout: float = 30.0) -> ConsoleProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            self.argv, cwd=BASE_DIR, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            self.argv,
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
@@ -148,12 +163,20 @@ class InProcessWorker:
         from console.celery import app
 
         self.worker = WorkController(
-            app=app, pool="threads", concurrency=concurrency, hostname=f"test-{os.getpid()}@localhost",
-            without_heartbeat=True, without_mingle=True, without_gossip=True, loglevel="WARNING",
+            app=app,
+            pool="threads",
+            concurrency=concurrency,
+            hostname=f"test-{os.getpid()}@localhost",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel="WARNING",
         )
         import threading
 
-        self.thread = threading.Thread(target=self.worker.start, name="test-celery-worker", daemon=True)
+        self.thread = threading.Thread(
+            target=self.worker.start, name="test-celery-worker", daemon=True
+        )
 
     def start(self, timeout: float = 15.0) -> InProcessWorker:
         from celery import bootsteps

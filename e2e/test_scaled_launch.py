@@ -64,22 +64,35 @@ def scaled_console():
 
 
 def test_a_launch_in_a_worker_process_streams_its_log_to_the_browser(
-    scaled_console, browser_page, sshd, remote_root, shot
+    scaled_console,
+    browser_page,
+    sshd,
+    remote_root,
+    shot,
 ):
     web, worker = scaled_console
     make_persona("olga", "Operators")
     credential_services.create_credential(
         CredentialInput(
-            kind="usernamePassword", scope="SYSTEM", credential_id="sshd-login",
-            description="", username=sshd.username, secrets={"password": sshd.password},
+            kind="usernamePassword",
+            scope="SYSTEM",
+            credential_id="sshd-login",
+            description="",
+            username=sshd.username,
+            secrets={"password": sshd.password},
         )
     )
     Node.objects.create(
-        name="scaled-agent", remote_fs=str(remote_root), launcher="ssh",
+        name="scaled-agent",
+        remote_fs=str(remote_root),
+        launcher="ssh",
         retention=Node.Retention.DEMAND,
         launcher_config={
-            "host": "127.0.0.1", "port": sshd.port, "credentials_id": "sshd-login",
-            "host_key_strategy": "non_verifying", "max_retries": 0,
+            "host": "127.0.0.1",
+            "port": sshd.port,
+            "credentials_id": "sshd-login",
+            "host_key_strategy": "non_verifying",
+            "max_retries": 0,
         },
     )
     page = browser_page
@@ -94,7 +107,9 @@ def test_a_launch_in_a_worker_process_streams_its_log_to_the_browser(
     expect(page).to_have_url(f"{web.url}/computer/scaled-agent/log")
     page.wait_for_function("document.body.dataset.ws === 'open'", timeout=10_000)
     log = page.locator("#agent-log")
-    expect(log).to_contain_text(f"[SSH] Opening SSH connection to 127.0.0.1:{sshd.port}.", timeout=20_000)
+    expect(log).to_contain_text(
+        f"[SSH] Opening SSH connection to 127.0.0.1:{sshd.port}.", timeout=20_000
+    )
     expect(log).to_contain_text("[SSH] Authentication successful.", timeout=20_000)
     expect(log).to_contain_text("Agent successfully connected and online", timeout=30_000)
     assert sshd.password not in log.inner_text()

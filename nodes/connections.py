@@ -99,7 +99,10 @@ class LocalProcess(AgentProcess):
     def __init__(self, argv: list[str], cwd: str | None = None) -> None:
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 cwd=cwd,
             )
         except OSError as exc:
@@ -154,7 +157,9 @@ class LocalProcess(AgentProcess):
                 pass
 
 
-def collect(process: AgentProcess, stdin: bytes = b"", timeout: float = 30.0) -> tuple[int, bytes, bytes]:
+def collect(
+    process: AgentProcess, stdin: bytes = b"", timeout: float = 30.0
+) -> tuple[int, bytes, bytes]:
     """Run a short agent command to completion: (exit code, stdout, stderr)."""
     try:
         if stdin:

@@ -43,7 +43,9 @@ def ssh_login(credentials_id: str, node) -> SSHLogin:
         else None
     )
     if credential is None:
-        raise LaunchError(f"Cannot find SSH User credentials with id: {credentials_id}", retry=False)
+        raise LaunchError(
+            f"Cannot find SSH User credentials with id: {credentials_id}", retry=False
+        )
     reason = credentials.explain(credential, ssh_requirement(node))
     if reason:
         raise LaunchError(
@@ -54,9 +56,13 @@ def ssh_login(credentials_id: str, node) -> SSHLogin:
         username = credentials.username_of(credential)
         display = "****" if credential.username_secret else username
         if credential.kind == "sshUserPrivateKey":
-            login = SSHLogin(username, display, private_key=credentials.load_private_key(credential))
+            login = SSHLogin(
+                username, display, private_key=credentials.load_private_key(credential)
+            )
         else:
-            login = SSHLogin(username, display, password=str(credentials.get_secret(credential, "password")))
+            login = SSHLogin(
+                username, display, password=str(credentials.get_secret(credential, "password"))
+            )
     except Exception as exc:  # decryption or key errors: name the cause, never the secret
         raise LaunchError(
             f"The credentials ‘{credentials_id}’ cannot be read: {type(exc).__name__}: {exc}",

@@ -148,14 +148,19 @@ def _verify_trusted(node, key: paramiko.PKey, require_manual: bool) -> Verdict:
     trusted = NodeHostKey.objects.filter(node=node, trusted=True).first()
     if trusted and trusted.algorithm == key.get_name() and trusted.key_base64 == key.get_base64():
         return Verdict(
-            True, "[SSH] SSH host key matches key seen previously for this host. Connection "
-            "will be allowed."
+            True,
+            "[SSH] SSH host key matches key seen previously for this host. Connection "
+            "will be allowed.",
         )
     if trusted is None and not require_manual:
         NodeHostKey.objects.filter(node=node, trusted=False).delete()
         NodeHostKey.objects.create(
-            node=node, algorithm=key.get_name(), key_base64=key.get_base64(), fingerprint=fp,
-            trusted=True, trusted_at=timezone.now(),
+            node=node,
+            algorithm=key.get_name(),
+            key_base64=key.get_base64(),
+            fingerprint=fp,
+            trusted=True,
+            trusted_at=timezone.now(),
         )
         return Verdict(
             True,
@@ -163,7 +168,8 @@ def _verify_trusted(node, key: paramiko.PKey, require_manual: bool) -> Verdict:
             "connections to this machine.",
         )
     NodeHostKey.objects.update_or_create(
-        node=node, trusted=False,
+        node=node,
+        trusted=False,
         defaults={"algorithm": key.get_name(), "key_base64": key.get_base64(), "fingerprint": fp},
     )
     return Verdict(
@@ -184,7 +190,7 @@ def preferred_key_types(node) -> list[str] | None:
 
 
 def trust_pending_key(node, user) -> NodeHostKey | None:  # noqa: F821 - model import below
-    """"Yes" on the Trust SSH Host Key page: the pending key replaces the trusted one."""
+    """ "Yes" on the Trust SSH Host Key page: the pending key replaces the trusted one."""
     from django.db import transaction
 
     from nodes.models import NodeHostKey

@@ -103,14 +103,6 @@ class Node(models.Model):
     def __str__(self) -> str:
         return self.display_name
 
-    @property
-    def display_name(self) -> str:
-        return BUILT_IN_DISPLAY_NAME if self.is_builtin else self.name
-
-    @property
-    def url_name(self) -> str:
-        return BUILT_IN_NAME if self.is_builtin else self.name
-
     def get_absolute_url(self) -> str:
         return reverse("nodes:detail", args=[self.url_name])
 
@@ -120,6 +112,14 @@ class Node(models.Model):
             return self.get_absolute_url()
         except Exception:  # NoReverseMatch
             return ""
+
+    @property
+    def display_name(self) -> str:
+        return BUILT_IN_DISPLAY_NAME if self.is_builtin else self.name
+
+    @property
+    def url_name(self) -> str:
+        return BUILT_IN_NAME if self.is_builtin else self.name
 
     @property
     def is_online(self) -> bool:
@@ -171,6 +171,9 @@ class MonitorSettings(models.Model):
     temp_ignored = models.BooleanField("Don't mark agents temporarily offline", default=False)
     response_ignored = models.BooleanField("Don't mark agents temporarily offline", default=False)
     last_run_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return "Node monitor settings"
 
     @classmethod
     def load(cls) -> MonitorSettings:

@@ -20,7 +20,9 @@ def check_good_name(name: str) -> None:
                 "No control code is allowed: %(code)s", params={"code": ord(ch)}, code="control"
             )
         if ch in UNSAFE_CHARACTERS:
-            raise ValidationError("‘%(ch)s’ is an unsafe character", params={"ch": ch}, code="unsafe")
+            raise ValidationError(
+                "‘%(ch)s’ is an unsafe character", params={"ch": ch}, code="unsafe"
+            )
     if name.endswith("."):
         raise ValidationError("A name cannot end with ‘.’", code="trailing_dot")
     if name.startswith("(") and name.endswith(")"):

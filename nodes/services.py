@@ -173,8 +173,9 @@ def launch_succeeded(node_id: int, launch_number: int, agent_info: dict) -> bool
     return changed
 
 
-def launch_retry_scheduled(node_id: int, launch_number: int, attempt: int, wait: int,
-                           cause: str) -> bool:
+def launch_retry_scheduled(
+    node_id: int, launch_number: int, attempt: int, wait: int, cause: str
+) -> bool:
     return _set(
         node_id,
         Q(launch_number=launch_number, connection=Connection.CONNECTING),
@@ -265,9 +266,7 @@ def mark_offline(node: Node, user, message: str = "") -> bool:
 
 
 def update_offline_reason(node: Node, user, message: str) -> bool:
-    return _set(
-        node.pk, Q(offline=Offline.USER), offline_message=message.strip(), offline_by=user
-    )
+    return _set(node.pk, Q(offline=Offline.USER), offline_message=message.strip(), offline_by=user)
 
 
 def bring_online(node: Node) -> bool:
@@ -315,7 +314,9 @@ def offline_cause_text(node: Node) -> str:
     """The availability fact in words, Jenkins style."""
     if node.offline == Offline.USER:
         who = node.offline_by.get_username() if node.offline_by_id else "SYSTEM"
-        return f"Disconnected by {who}" + (f" : {node.offline_message}" if node.offline_message else "")
+        return f"Disconnected by {who}" + (
+            f" : {node.offline_message}" if node.offline_message else ""
+        )
     if node.offline in (Offline.MONITOR, Offline.IDLE):
         return node.offline_message
     return ""

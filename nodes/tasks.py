@@ -35,10 +35,16 @@ def _cancel_requested(node_id: int) -> bool:
 @shared_task(name="nodes.launch_agent")
 def launch_agent(node_id: int, launch_number: int, attempt: int = 1) -> str:
     node = Node.objects.filter(pk=node_id).first()
-    if node is None or node.launch_number != launch_number or node.connection != Connection.CONNECTING:
+    if (
+        node is None
+        or node.launch_number != launch_number
+        or node.connection != Connection.CONNECTING
+    ):
         return "stale"
     if node.launch_cancel_requested:
-        services.launch_failed(node_id, launch_number, "Launching agent process aborted.", cancelled=True)
+        services.launch_failed(
+            node_id, launch_number, "Launching agent process aborted.", cancelled=True
+        )
         return "cancelled"
     launcher = launcher_for(node)
     log = LaunchLog(node, launch_number, append=attempt > 1)
@@ -102,7 +108,9 @@ def retention_sweep() -> int:
     launched = 0
     # A launch that should have retried long ago lost its task: fail it so it can start again.
     lost_after = now - timezone.timedelta(minutes=2)
-    for node in Node.objects.filter(connection=Connection.CONNECTING, next_launch_at__lt=lost_after):
+    for node in Node.objects.filter(
+        connection=Connection.CONNECTING, next_launch_at__lt=lost_after
+    ):
         services.launch_failed(node.pk, node.launch_number, "The launch was interrupted")
     candidates = Node.objects.filter(
         retention=Node.Retention.ALWAYS,
@@ -131,9 +139,7 @@ def recover_nodes() -> int:
     if settings.STEWARD_SCALED:
         return 0
     count = 0
-    for node in Node.objects.filter(
-        connection__in=[Connection.CONNECTED, Connection.CONNECTING]
-    ):
+    for node in Node.objects.filter(connection__in=[Connection.CONNECTED, Connection.CONNECTING]):
         Node.objects.filter(pk=node.pk).update(
             connection=Connection.DISCONNECTED,
             connection_cause="Steward was restarted",

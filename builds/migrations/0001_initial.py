@@ -5,104 +5,244 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('nodes', '0001_initial'),
+        ("nodes", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('disabled', models.BooleanField(default=False)),
-                ('label_expression', models.CharField(blank=True, max_length=1000, verbose_name='Label Expression')),
-                ('concurrent_build', models.BooleanField(default=False, verbose_name='Execute concurrent builds if necessary')),
-                ('quiet_period', models.PositiveIntegerField(blank=True, null=True, verbose_name='Quiet period')),
-                ('steps', models.JSONField(blank=True, default=list)),
-                ('stuck_timeout_minutes', models.PositiveIntegerField(blank=True, null=True)),
-                ('delete_workspace', models.BooleanField(default=False, verbose_name='Delete workspace before build starts')),
-                ('timestamps', models.BooleanField(default=False, verbose_name='Add timestamps to the Console Output')),
-                ('next_build_number', models.PositiveIntegerField(default=1)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_built_on', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='nodes.node')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("description", models.TextField(blank=True)),
+                ("disabled", models.BooleanField(default=False)),
+                (
+                    "label_expression",
+                    models.CharField(blank=True, max_length=1000, verbose_name="Label Expression"),
+                ),
+                (
+                    "concurrent_build",
+                    models.BooleanField(
+                        default=False, verbose_name="Execute concurrent builds if necessary"
+                    ),
+                ),
+                (
+                    "quiet_period",
+                    models.PositiveIntegerField(blank=True, null=True, verbose_name="Quiet period"),
+                ),
+                ("steps", models.JSONField(blank=True, default=list)),
+                ("stuck_timeout_minutes", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "delete_workspace",
+                    models.BooleanField(
+                        default=False, verbose_name="Delete workspace before build starts"
+                    ),
+                ),
+                (
+                    "timestamps",
+                    models.BooleanField(
+                        default=False, verbose_name="Add timestamps to the Console Output"
+                    ),
+                ),
+                ("next_build_number", models.PositiveIntegerField(default=1)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "last_built_on",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="nodes.node",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'permissions': [('build_job', 'Can start a build of a job'), ('cancel_build', 'Can abort a build')],
+                "ordering": ["name"],
+                "permissions": [
+                    ("build_job", "Can start a build of a job"),
+                    ("cancel_build", "Can abort a build"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Build',
+            name="Build",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('finished', 'Finished')], default='pending', max_length=16)),
-                ('result', models.CharField(blank=True, choices=[('SUCCESS', 'Success'), ('UNSTABLE', 'Unstable'), ('FAILURE', 'Failed'), ('NOT_BUILT', 'Not built'), ('ABORTED', 'Aborted')], max_length=16)),
-                ('causes', models.JSONField(default=list)),
-                ('node_name', models.CharField(blank=True, max_length=200)),
-                ('executor_number', models.PositiveIntegerField(blank=True, null=True)),
-                ('workspace', models.CharField(blank=True, max_length=2000)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('duration_ms', models.BigIntegerField(blank=True, null=True)),
-                ('abort_requested', models.BooleanField(default=False)),
-                ('aborted_by', models.CharField(blank=True, max_length=200)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('worker', models.CharField(blank=True, max_length=300)),
-                ('node', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='builds', to='nodes.node')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='builds', to='builds.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("finished", "Finished"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "result",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("SUCCESS", "Success"),
+                            ("UNSTABLE", "Unstable"),
+                            ("FAILURE", "Failed"),
+                            ("NOT_BUILT", "Not built"),
+                            ("ABORTED", "Aborted"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("causes", models.JSONField(default=list)),
+                ("node_name", models.CharField(blank=True, max_length=200)),
+                ("executor_number", models.PositiveIntegerField(blank=True, null=True)),
+                ("workspace", models.CharField(blank=True, max_length=2000)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("duration_ms", models.BigIntegerField(blank=True, null=True)),
+                ("abort_requested", models.BooleanField(default=False)),
+                ("aborted_by", models.CharField(blank=True, max_length=200)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("worker", models.CharField(blank=True, max_length=300)),
+                (
+                    "node",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="builds",
+                        to="nodes.node",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="builds",
+                        to="builds.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-number'],
+                "ordering": ["-number"],
             },
         ),
         migrations.CreateModel(
-            name='QueueItem',
+            name="QueueItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('waiting', 'In the quiet period'), ('blocked', 'Blocked'), ('buildable', 'Waiting for an executor'), ('left', 'Left the queue')], default='waiting', max_length=16)),
-                ('due_at', models.DateTimeField()),
-                ('in_queue_since', models.DateTimeField(auto_now_add=True)),
-                ('causes', models.JSONField(default=list)),
-                ('why', models.CharField(blank=True, max_length=1000)),
-                ('cancelled', models.BooleanField(default=False)),
-                ('left_at', models.DateTimeField(blank=True, null=True)),
-                ('build', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='builds.build')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='queue_items', to='builds.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("waiting", "In the quiet period"),
+                            ("blocked", "Blocked"),
+                            ("buildable", "Waiting for an executor"),
+                            ("left", "Left the queue"),
+                        ],
+                        default="waiting",
+                        max_length=16,
+                    ),
+                ),
+                ("due_at", models.DateTimeField()),
+                ("in_queue_since", models.DateTimeField(auto_now_add=True)),
+                ("causes", models.JSONField(default=list)),
+                ("why", models.CharField(blank=True, max_length=1000)),
+                ("cancelled", models.BooleanField(default=False)),
+                ("left_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "build",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="builds.build",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="queue_items",
+                        to="builds.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['due_at', 'id'],
+                "ordering": ["due_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Executor',
+            name="Executor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('build', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='executor', to='builds.build')),
-                ('node', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='executors', to='nodes.node')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "build",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="executor",
+                        to="builds.build",
+                    ),
+                ),
+                (
+                    "node",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="executors",
+                        to="nodes.node",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['node_id', 'number'],
-                'constraints': [models.UniqueConstraint(fields=('node', 'number'), name='executor_unique_slot')],
+                "ordering": ["node_id", "number"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("node", "number"), name="executor_unique_slot")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='build',
-            index=models.Index(fields=['status'], name='builds_buil_status_b90502_idx'),
+            model_name="build",
+            index=models.Index(fields=["status"], name="builds_buil_status_b90502_idx"),
         ),
         migrations.AddConstraint(
-            model_name='build',
-            constraint=models.UniqueConstraint(fields=('job', 'number'), name='build_unique_number'),
+            model_name="build",
+            constraint=models.UniqueConstraint(
+                fields=("job", "number"), name="build_unique_number"
+            ),
         ),
         migrations.AddIndex(
-            model_name='queueitem',
-            index=models.Index(fields=['state', 'due_at'], name='builds_queu_state_b488df_idx'),
+            model_name="queueitem",
+            index=models.Index(fields=["state", "due_at"], name="builds_queu_state_b488df_idx"),
         ),
     ]

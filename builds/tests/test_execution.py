@@ -38,7 +38,9 @@ def online_builtin(executors: int = 2) -> Node:
     raise AssertionError(f"built-in node not online: {node.connection_cause}")
 
 
-def make_job(name="hello", command="echo hello from $JOB_NAME build $BUILD_NUMBER", **fields) -> Job:
+def make_job(
+    name="hello", command="echo hello from $JOB_NAME build $BUILD_NUMBER", **fields
+) -> Job:
     fields.setdefault("quiet_period", 0)
     return Job.objects.create(name=name, steps=[{"type": "shell", "command": command}], **fields)
 
@@ -51,7 +53,9 @@ def wait_finished(job: Job, number: int = 1, timeout: float = 30) -> Build:
             return build
         time.sleep(0.05)
     build = Build.objects.filter(job=job, number=number).first()
-    raise AssertionError(f"build not finished: {build and build.status}; log:\n{console_text(build)}")
+    raise AssertionError(
+        f"build not finished: {build and build.status}; log:\n{console_text(build)}"
+    )
 
 
 def console_text(build: Build | None) -> str:
@@ -91,7 +95,8 @@ def test_failure_and_exit_code(celery_worker):
 def test_unstable_exit_code(celery_worker):
     online_builtin()
     job = Job.objects.create(
-        name="flaky", quiet_period=0,
+        name="flaky",
+        quiet_period=0,
         steps=[{"type": "shell", "command": "exit 7", "unstable_return": 7}],
     )
     services.schedule_build(job, "Started by timer")
@@ -125,7 +130,10 @@ def test_duplicate_requests_fold_into_the_queued_item(db):
     assert created and not created_again
     assert first.pk == second.pk == third.pk
     item = QueueItem.objects.get(pk=first.pk)
-    assert services.cause_lines(item.causes) == ["Started by user admin (2 times)", "Started by timer"]
+    assert services.cause_lines(item.causes) == [
+        "Started by user admin (2 times)",
+        "Started by timer",
+    ]
     assert services.cancel_item(item.pk)
     assert not services.cancel_item(item.pk)
 
@@ -159,7 +167,10 @@ def test_non_concurrent_job_waits_for_its_running_build(celery_worker):
 def test_the_environment_of_a_build(celery_worker):
     node = online_builtin()
     Node.objects.filter(pk=node.pk).update(env_vars=[["FARM", "north"]])
-    job = make_job("env", "echo N=$NODE_NAME J=$JENKINS_URL W=$WORKSPACE F=$FARM T=$BUILD_TAG E=$EXECUTOR_NUMBER")
+    job = make_job(
+        "env",
+        "echo N=$NODE_NAME J=$JENKINS_URL W=$WORKSPACE F=$FARM T=$BUILD_TAG E=$EXECUTOR_NUMBER",
+    )
     services.schedule_build(job, "Started by timer")
     build = wait_finished(job)
     text = console_text(build)
@@ -173,8 +184,14 @@ def test_the_environment_of_a_build(celery_worker):
 def test_lost_builds_are_failed_and_their_executor_freed(db):
     node = node_services.ensure_builtin_node()
     job = make_job("lost")
-    build = Build.objects.create(job=job, number=1, node=node, node_name=node.url_name,
-                                 executor_number=1, status=Build.Status.RUNNING)
+    build = Build.objects.create(
+        job=job,
+        number=1,
+        node=node,
+        node_name=node.url_name,
+        executor_number=1,
+        status=Build.Status.RUNNING,
+    )
     services.sync_executors([node])
     Executor.objects.filter(node=node, number=1).update(build=build)
     from django.utils import timezone
@@ -202,3 +219,14 @@ def test_a_stuck_build_is_aborted_by_its_timeout(celery_worker, monkeypatch):
     assert build.result == "ABORTED", text
     assert "Build timed out (after 2 minutes). Marking the build as aborted." in text
     assert time.monotonic() - started < 10
+
+
+def test_work_waiting_for_a_disconnected_built_in_node_launches_it(celery_worker):
+    node = node_services.ensure_builtin_node()
+    assert node.connection == Node.Connection.DISCONNECTED
+    job = make_job("wakes-builtin")
+    services.schedule_build(job, "Started by timer")
+    build = wait_finished(job)
+    assert build.result == "SUCCESS", console_text(build)
+    node.refresh_from_db()
+    assert node.connection == Node.Connection.CONNECTED

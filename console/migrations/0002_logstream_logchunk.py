@@ -5,34 +5,54 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('console', '0001_initial'),
+        ("console", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LogStream',
+            name="LogStream",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=200, unique=True)),
-                ('size', models.BigIntegerField(default=0)),
-                ('complete', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=200, unique=True)),
+                ("size", models.BigIntegerField(default=0)),
+                ("complete", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='LogChunk',
+            name="LogChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('offset', models.BigIntegerField()),
-                ('data', models.BinaryField()),
-                ('stream', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='console.logstream')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("offset", models.BigIntegerField()),
+                ("data", models.BinaryField()),
+                (
+                    "stream",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chunks",
+                        to="console.logstream",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['offset'],
-                'constraints': [models.UniqueConstraint(fields=('stream', 'offset'), name='log_chunk_unique_offset')],
+                "ordering": ["offset"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("stream", "offset"), name="log_chunk_unique_offset"
+                    )
+                ],
             },
         ),
     ]

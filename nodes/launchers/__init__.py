@@ -75,7 +75,11 @@ def log_agent_online(log, info: dict, launcher_name: str, protocol: str) -> None
     log.raw(f"Launcher: {launcher_name}")
     log.raw(f"Communication Protocol: {protocol}")
     os_name = (info.get("os") or {}).get("name") or info.get("os_name") or ""
-    log.raw("This is a Windows agent" if str(os_name).lower().startswith("win") else "This is a Unix agent")
+    log.raw(
+        "This is a Windows agent"
+        if str(os_name).lower().startswith("win")
+        else "This is a Unix agent"
+    )
     log.raw("Agent successfully connected and online")
 
 

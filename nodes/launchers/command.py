@@ -8,7 +8,14 @@ from __future__ import annotations
 import shlex
 
 from nodes.connections import AgentConnection, AgentError, LocalAgentConnection
-from nodes.launchers import LaunchError, Launcher, LaunchResult, log_agent_online, parse_hello, register
+from nodes.launchers import (
+    Launcher,
+    LaunchError,
+    LaunchResult,
+    log_agent_online,
+    parse_hello,
+    register,
+)
 
 
 def command_argv(node) -> list[str]:

@@ -10,7 +10,14 @@ from django.conf import settings
 from console.home import ensure_dir
 from nodes import agent_package
 from nodes.connections import AgentConnection, LocalAgentConnection
-from nodes.launchers import LaunchError, Launcher, LaunchResult, log_agent_online, parse_hello, register
+from nodes.launchers import (
+    Launcher,
+    LaunchError,
+    LaunchResult,
+    log_agent_online,
+    parse_hello,
+    register,
+)
 
 
 def local_agent_path() -> Path:

@@ -22,8 +22,8 @@ from nodes import agent_package, hostkeys
 from nodes.connections import AgentError, SSHAgentConnection
 from nodes.launchers import (
     LaunchCancelled,
-    LaunchError,
     Launcher,
+    LaunchError,
     LaunchResult,
     log_agent_online,
     parse_hello,
@@ -104,7 +104,9 @@ class SSHLauncher(Launcher):
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except TimeoutError as exc:
-            raise LaunchError(f"Connection to {host}:{port} timed out after {timeout:.0f} seconds") from exc
+            raise LaunchError(
+                f"Connection to {host}:{port} timed out after {timeout:.0f} seconds"
+            ) from exc
         except OSError as exc:
             raise LaunchError(f"Cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
         if config.get("tcp_nodelay", True):
@@ -174,7 +176,9 @@ class SSHLauncher(Launcher):
         if log:
             log.line("[SSH] Authentication successful.")
 
-    def _connection(self, transport: paramiko.Transport, config: dict, root: str) -> SSHAgentConnection:
+    def _connection(
+        self, transport: paramiko.Transport, config: dict, root: str
+    ) -> SSHAgentConnection:
         return SSHAgentConnection(transport, lambda args: agent_command(config, root, args))
 
     def connect(self, node) -> SSHAgentConnection:
@@ -237,7 +241,9 @@ class SSHLauncher(Launcher):
         code, out, err = connection.run_command(command, timeout)
         version_text = out.decode("utf-8", "replace").strip()
         if code != 0 or not re.fullmatch(r"\d+\.\d+\.\d+", version_text):
-            detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit code {code}"]
+            detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [
+                f"exit code {code}"
+            ]
             raise LaunchError(
                 f"{python} was not found or does not run on the agent ({detail[0]}). Install "
                 f"Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or later, or set the Python Path.",
@@ -293,7 +299,9 @@ class SSHLauncher(Launcher):
         try:
             st = sftp.stat(path)
         except FileNotFoundError:
-            log.line(f"[SSH] Remote file system root {path} does not exist. Will try to create it...")
+            log.line(
+                f"[SSH] Remote file system root {path} does not exist. Will try to create it..."
+            )
             self._mkdirs(sftp, path)
             return path
         except OSError as exc:

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,90 +14,238 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='MonitorSettings',
+            name="MonitorSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('interval_seconds', models.PositiveIntegerField(default=60)),
-                ('free_disk_threshold', models.CharField(default='1GiB', max_length=32)),
-                ('free_disk_warning', models.CharField(default='2GiB', max_length=32)),
-                ('free_temp_threshold', models.CharField(default='1GiB', max_length=32)),
-                ('free_temp_warning', models.CharField(default='2GiB', max_length=32)),
-                ('disk_ignored', models.BooleanField(default=False, verbose_name="Don't mark agents temporarily offline")),
-                ('temp_ignored', models.BooleanField(default=False, verbose_name="Don't mark agents temporarily offline")),
-                ('response_ignored', models.BooleanField(default=False, verbose_name="Don't mark agents temporarily offline")),
-                ('last_run_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("interval_seconds", models.PositiveIntegerField(default=60)),
+                ("free_disk_threshold", models.CharField(default="1GiB", max_length=32)),
+                ("free_disk_warning", models.CharField(default="2GiB", max_length=32)),
+                ("free_temp_threshold", models.CharField(default="1GiB", max_length=32)),
+                ("free_temp_warning", models.CharField(default="2GiB", max_length=32)),
+                (
+                    "disk_ignored",
+                    models.BooleanField(
+                        default=False, verbose_name="Don't mark agents temporarily offline"
+                    ),
+                ),
+                (
+                    "temp_ignored",
+                    models.BooleanField(
+                        default=False, verbose_name="Don't mark agents temporarily offline"
+                    ),
+                ),
+                (
+                    "response_ignored",
+                    models.BooleanField(
+                        default=False, verbose_name="Don't mark agents temporarily offline"
+                    ),
+                ),
+                ("last_run_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Node',
+            name="Node",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('num_executors', models.PositiveIntegerField(default=1, verbose_name='Number of executors')),
-                ('remote_fs', models.CharField(blank=True, max_length=1000, verbose_name='Remote root directory')),
-                ('label_string', models.CharField(blank=True, max_length=1000, verbose_name='Labels')),
-                ('mode', models.CharField(choices=[('NORMAL', 'Use this node as much as possible'), ('EXCLUSIVE', 'Only build jobs with label expressions matching this node')], default='NORMAL', max_length=16, verbose_name='Usage')),
-                ('is_builtin', models.BooleanField(default=False, editable=False)),
-                ('launcher', models.CharField(default='ssh', max_length=32, verbose_name='Launch method')),
-                ('launcher_config', models.JSONField(blank=True, default=dict)),
-                ('retention', models.CharField(choices=[('always', 'Keep this agent online as much as possible'), ('demand', 'Bring this agent online when in demand, and take offline when idle')], default='always', max_length=16, verbose_name='Availability')),
-                ('in_demand_delay', models.PositiveIntegerField(default=0, verbose_name='In demand delay')),
-                ('idle_delay', models.PositiveIntegerField(default=1, verbose_name='Idle delay')),
-                ('env_vars', models.JSONField(blank=True, default=list, verbose_name='Environment variables')),
-                ('disk_thresholds', models.JSONField(blank=True, default=dict, verbose_name='Disk Space Monitoring Thresholds')),
-                ('hold_off_launch', models.BooleanField(default=False)),
-                ('connection', models.CharField(choices=[('disconnected', 'Disconnected'), ('connecting', 'Connecting'), ('connected', 'Connected'), ('failed', 'Failed')], default='disconnected', max_length=16)),
-                ('connection_cause', models.TextField(blank=True)),
-                ('connection_changed_at', models.DateTimeField(blank=True, null=True)),
-                ('launch_number', models.PositiveIntegerField(default=0)),
-                ('launch_attempt', models.PositiveIntegerField(default=0)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('next_launch_at', models.DateTimeField(blank=True, null=True)),
-                ('launch_cancel_requested', models.BooleanField(default=False)),
-                ('connected_at', models.DateTimeField(blank=True, null=True)),
-                ('was_online', models.BooleanField(default=False)),
-                ('agent_info', models.JSONField(blank=True, default=dict)),
-                ('offline', models.CharField(blank=True, choices=[('', 'Accepting tasks'), ('user', 'Offline by user'), ('monitor', 'Offline by monitor'), ('idle', 'Offline because idle')], default='', max_length=16)),
-                ('offline_message', models.TextField(blank=True)),
-                ('offline_at', models.DateTimeField(blank=True, null=True)),
-                ('idle_since', models.DateTimeField(blank=True, null=True)),
-                ('demand_since', models.DateTimeField(blank=True, null=True)),
-                ('monitor_data', models.JSONField(blank=True, default=dict)),
-                ('monitor_at', models.DateTimeField(blank=True, null=True)),
-                ('response_timeouts', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('offline_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "num_executors",
+                    models.PositiveIntegerField(default=1, verbose_name="Number of executors"),
+                ),
+                (
+                    "remote_fs",
+                    models.CharField(
+                        blank=True, max_length=1000, verbose_name="Remote root directory"
+                    ),
+                ),
+                (
+                    "label_string",
+                    models.CharField(blank=True, max_length=1000, verbose_name="Labels"),
+                ),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[
+                            ("NORMAL", "Use this node as much as possible"),
+                            (
+                                "EXCLUSIVE",
+                                "Only build jobs with label expressions matching this node",
+                            ),
+                        ],
+                        default="NORMAL",
+                        max_length=16,
+                        verbose_name="Usage",
+                    ),
+                ),
+                ("is_builtin", models.BooleanField(default=False, editable=False)),
+                (
+                    "launcher",
+                    models.CharField(default="ssh", max_length=32, verbose_name="Launch method"),
+                ),
+                ("launcher_config", models.JSONField(blank=True, default=dict)),
+                (
+                    "retention",
+                    models.CharField(
+                        choices=[
+                            ("always", "Keep this agent online as much as possible"),
+                            (
+                                "demand",
+                                "Bring this agent online when in demand, and take offline when idle",
+                            ),
+                        ],
+                        default="always",
+                        max_length=16,
+                        verbose_name="Availability",
+                    ),
+                ),
+                (
+                    "in_demand_delay",
+                    models.PositiveIntegerField(default=0, verbose_name="In demand delay"),
+                ),
+                ("idle_delay", models.PositiveIntegerField(default=1, verbose_name="Idle delay")),
+                (
+                    "env_vars",
+                    models.JSONField(
+                        blank=True, default=list, verbose_name="Environment variables"
+                    ),
+                ),
+                (
+                    "disk_thresholds",
+                    models.JSONField(
+                        blank=True, default=dict, verbose_name="Disk Space Monitoring Thresholds"
+                    ),
+                ),
+                ("hold_off_launch", models.BooleanField(default=False)),
+                (
+                    "connection",
+                    models.CharField(
+                        choices=[
+                            ("disconnected", "Disconnected"),
+                            ("connecting", "Connecting"),
+                            ("connected", "Connected"),
+                            ("failed", "Failed"),
+                        ],
+                        default="disconnected",
+                        max_length=16,
+                    ),
+                ),
+                ("connection_cause", models.TextField(blank=True)),
+                ("connection_changed_at", models.DateTimeField(blank=True, null=True)),
+                ("launch_number", models.PositiveIntegerField(default=0)),
+                ("launch_attempt", models.PositiveIntegerField(default=0)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("next_launch_at", models.DateTimeField(blank=True, null=True)),
+                ("launch_cancel_requested", models.BooleanField(default=False)),
+                ("connected_at", models.DateTimeField(blank=True, null=True)),
+                ("was_online", models.BooleanField(default=False)),
+                ("agent_info", models.JSONField(blank=True, default=dict)),
+                (
+                    "offline",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Accepting tasks"),
+                            ("user", "Offline by user"),
+                            ("monitor", "Offline by monitor"),
+                            ("idle", "Offline because idle"),
+                        ],
+                        default="",
+                        max_length=16,
+                    ),
+                ),
+                ("offline_message", models.TextField(blank=True)),
+                ("offline_at", models.DateTimeField(blank=True, null=True)),
+                ("idle_since", models.DateTimeField(blank=True, null=True)),
+                ("demand_since", models.DateTimeField(blank=True, null=True)),
+                ("monitor_data", models.JSONField(blank=True, default=dict)),
+                ("monitor_at", models.DateTimeField(blank=True, null=True)),
+                ("response_timeouts", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "offline_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-is_builtin', 'name'],
-                'permissions': [('connect_node', 'Can launch (connect) an agent'), ('disconnect_node', 'Can disconnect an agent or take it offline')],
+                "ordering": ["-is_builtin", "name"],
+                "permissions": [
+                    ("connect_node", "Can launch (connect) an agent"),
+                    ("disconnect_node", "Can disconnect an agent or take it offline"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='NodeHostKey',
+            name="NodeHostKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('algorithm', models.CharField(max_length=64)),
-                ('key_base64', models.TextField()),
-                ('fingerprint', models.CharField(max_length=100)),
-                ('trusted', models.BooleanField(default=False)),
-                ('seen_at', models.DateTimeField(auto_now_add=True)),
-                ('trusted_at', models.DateTimeField(blank=True, null=True)),
-                ('node', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='host_keys', to='nodes.node')),
-                ('trusted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("algorithm", models.CharField(max_length=64)),
+                ("key_base64", models.TextField()),
+                ("fingerprint", models.CharField(max_length=100)),
+                ("trusted", models.BooleanField(default=False)),
+                ("seen_at", models.DateTimeField(auto_now_add=True)),
+                ("trusted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "node",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="host_keys",
+                        to="nodes.node",
+                    ),
+                ),
+                (
+                    "trusted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='node',
-            constraint=models.UniqueConstraint(condition=models.Q(('is_builtin', True)), fields=('is_builtin',), name='one_builtin_node'),
+            model_name="node",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("is_builtin", True)),
+                fields=("is_builtin",),
+                name="one_builtin_node",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='nodehostkey',
-            constraint=models.UniqueConstraint(condition=models.Q(('trusted', True)), fields=('node',), name='one_trusted_host_key'),
+            model_name="nodehostkey",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("trusted", True)), fields=("node",), name="one_trusted_host_key"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='nodehostkey',
-            constraint=models.UniqueConstraint(condition=models.Q(('trusted', False)), fields=('node',), name='one_pending_host_key'),
+            model_name="nodehostkey",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("trusted", False)),
+                fields=("node",),
+                name="one_pending_host_key",
+            ),
         ),
     ]

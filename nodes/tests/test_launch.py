@@ -30,8 +30,11 @@ Connection = Node.Connection
 def ssh_key_credential(key, credential_id="agent-key", username="steward-agent", passphrase=""):
     return credentials.create_credential(
         CredentialInput(
-            kind="sshUserPrivateKey", scope="SYSTEM", credential_id=credential_id,
-            description="agent login", username=username,
+            kind="sshUserPrivateKey",
+            scope="SYSTEM",
+            credential_id=credential_id,
+            description="agent login",
+            username=username,
             secrets={"private_key": key.private_text, "passphrase": passphrase},
         )
     )
@@ -40,22 +43,34 @@ def ssh_key_credential(key, credential_id="agent-key", username="steward-agent",
 def password_credential(username, password, credential_id="agent-password"):
     return credentials.create_credential(
         CredentialInput(
-            kind="usernamePassword", scope="SYSTEM", credential_id=credential_id,
-            description="", username=username, secrets={"password": password},
+            kind="usernamePassword",
+            scope="SYSTEM",
+            credential_id=credential_id,
+            description="",
+            username=username,
+            secrets={"password": password},
         )
     )
 
 
 def ssh_node(server, remote_root, name="n1", credential_id="agent-key", **config) -> Node:
     launcher_config = {
-        "host": "127.0.0.1", "port": server.port, "credentials_id": credential_id,
-        "host_key_strategy": "non_verifying", "max_retries": 0, "retry_wait": 1,
+        "host": "127.0.0.1",
+        "port": server.port,
+        "credentials_id": credential_id,
+        "host_key_strategy": "non_verifying",
+        "max_retries": 0,
+        "retry_wait": 1,
         "launch_timeout": 10,
     }
     launcher_config.update(config)
     return Node.objects.create(
-        name=name, remote_fs=str(remote_root), num_executors=2, launcher="ssh",
-        launcher_config=launcher_config, retention=Node.Retention.DEMAND,
+        name=name,
+        remote_fs=str(remote_root),
+        num_executors=2,
+        launcher="ssh",
+        launcher_config=launcher_config,
+        retention=Node.Retention.DEMAND,
     )
 
 
@@ -66,7 +81,9 @@ def wait_for(node: Node, states, timeout: float = 20.0) -> Node:
         if node.connection in states:
             return node
         time.sleep(0.05)
-    raise AssertionError(f"node stayed {node.connection} ({node.connection_cause}):\n{log_text(node)}")
+    raise AssertionError(
+        f"node stayed {node.connection} ({node.connection_cause}):\n{log_text(node)}"
+    )
 
 
 def log_text(node: Node, launch_number: int | None = None) -> str:
@@ -163,7 +180,9 @@ def test_missing_credential_is_named(celery_worker, sshd, remote_root):
     assert node.connection_cause == "Cannot find SSH User credentials with id: nope"
 
 
-def test_junk_from_login_scripts_stops_the_launch(celery_worker, sshd_factory, client_key, remote_root):
+def test_junk_from_login_scripts_stops_the_launch(
+    celery_worker, sshd_factory, client_key, remote_root
+):
     server = sshd_factory(junk="Welcome to the build farm!")
     ssh_key_credential(client_key)
     node = launch(ssh_node(server, remote_root, max_retries=3))
@@ -189,7 +208,9 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_port_retries_then_fails_with_back_off(celery_worker, db, client_key, remote_root):
+def test_unreachable_port_retries_then_fails_with_back_off(
+    celery_worker, db, client_key, remote_root
+):
     ssh_key_credential(client_key)
 
     class Closed:
@@ -270,7 +291,10 @@ def test_manually_trusted_key_is_trusted_on_first_use_and_a_changed_key_refused(
     node = launch(ssh_node(first, remote_root, host_key_strategy="manually_trusted"))
     text = log_text(node)
     assert node.connection == Connection.CONNECTED, text
-    assert f"[SSH] The SSH key with fingerprint {first.fingerprint} has been automatically trusted" in text
+    assert (
+        f"[SSH] The SSH key with fingerprint {first.fingerprint} has been automatically trusted"
+        in text
+    )
     trusted = NodeHostKey.objects.get(node=node, trusted=True)
     assert trusted.fingerprint == first.fingerprint
 
@@ -296,7 +320,9 @@ def test_manually_trusted_key_is_trusted_on_first_use_and_a_changed_key_refused(
     assert "[SSH] SSH host key matches key seen previously for this host." in log_text(node)
 
 
-def test_manual_verification_of_the_initial_connection(celery_worker, sshd, client_key, remote_root):
+def test_manual_verification_of_the_initial_connection(
+    celery_worker, sshd, client_key, remote_root
+):
     ssh_key_credential(client_key)
     node = launch(
         ssh_node(sshd, remote_root, host_key_strategy="manually_trusted", require_manual_trust=True)
@@ -313,8 +339,12 @@ def test_manually_provided_key(celery_worker, sshd_factory, client_key, remote_r
     server = sshd_factory(key_types=("ed25519",))
     ssh_key_credential(client_key)
     node = launch(
-        ssh_node(server, remote_root, host_key_strategy="manually_provided",
-                 provided_key=server.host_key_line("ssh-ed25519"))
+        ssh_node(
+            server,
+            remote_root,
+            host_key_strategy="manually_provided",
+            provided_key=server.host_key_line("ssh-ed25519"),
+        )
     )
     assert node.connection == Connection.CONNECTED, log_text(node)
     assert "[SSH] SSH host key matched the key required for this connection." in log_text(node)
@@ -353,7 +383,9 @@ def test_known_hosts_file(celery_worker, sshd, client_key, remote_root, tmp_path
 
 def test_command_launcher(celery_worker, db, agent_pyz, tmp_path):
     node = Node.objects.create(
-        name="cmd", remote_fs=str(tmp_path / "root"), launcher="command",
+        name="cmd",
+        remote_fs=str(tmp_path / "root"),
+        launcher="command",
         launcher_config={"command": f"{sys.executable} {agent_pyz}"},
     )
     node = launch(node)
@@ -365,7 +397,9 @@ def test_command_launcher(celery_worker, db, agent_pyz, tmp_path):
 
 def test_command_launcher_failure(celery_worker, db, tmp_path):
     node = Node.objects.create(
-        name="cmd-bad", remote_fs=str(tmp_path), launcher="command",
+        name="cmd-bad",
+        remote_fs=str(tmp_path),
+        launcher="command",
         launcher_config={"command": "/bin/false"},
     )
     node = launch(node)
@@ -399,7 +433,9 @@ def test_restart_relaunches_nodes_that_were_online(celery_worker, sshd, client_k
     assert node.connection_cause == "Agent successfully connected and online"
 
 
-def test_retention_sweep_relaunches_a_failed_keep_online_node(celery_worker, sshd, client_key, remote_root):
+def test_retention_sweep_relaunches_a_failed_keep_online_node(
+    celery_worker, sshd, client_key, remote_root
+):
     from nodes.tasks import retention_sweep
 
     ssh_key_credential(client_key)

@@ -29,9 +29,14 @@ def demand_node(agent_pyz, tmp_path, name="on-demand", **fields) -> Node:
     fields.setdefault("in_demand_delay", 0)
     fields.setdefault("idle_delay", 1)
     return Node.objects.create(
-        name=name, remote_fs=str(tmp_path / name), launcher="command", num_executors=1,
-        label_string="burst", retention=Node.Retention.DEMAND,
-        launcher_config={"command": f"{sys.executable} {agent_pyz}"}, **fields,
+        name=name,
+        remote_fs=str(tmp_path / name),
+        launcher="command",
+        num_executors=1,
+        label_string="burst",
+        retention=Node.Retention.DEMAND,
+        launcher_config={"command": f"{sys.executable} {agent_pyz}"},
+        **fields,
     )
 
 
@@ -88,8 +93,14 @@ def test_a_busy_demand_node_is_not_idle(celery_worker, agent_pyz, tmp_path):
     services.request_demand(node)
     node = wait_connected(node)
     job = Job.objects.create(name="busy", quiet_period=0)
-    build = Build.objects.create(job=job, number=1, node=node, node_name=node.name,
-                                 executor_number=1, status=Build.Status.RUNNING)
+    build = Build.objects.create(
+        job=job,
+        number=1,
+        node=node,
+        node_name=node.name,
+        executor_number=1,
+        status=Build.Status.RUNNING,
+    )
     build_services.sync_executors([node])
     Executor.objects.filter(node=node, number=1).update(build=build)
     Node.objects.filter(pk=node.pk).update(idle_since=timezone.now() - timedelta(minutes=5))
@@ -99,9 +110,11 @@ def test_a_busy_demand_node_is_not_idle(celery_worker, agent_pyz, tmp_path):
 
 
 def test_waiting_work_brings_a_demand_node_online_and_runs(celery_worker, agent_pyz, tmp_path):
-    node = demand_node(agent_pyz, tmp_path)
+    demand_node(agent_pyz, tmp_path)
     job = Job.objects.create(
-        name="burst-job", quiet_period=0, label_expression="burst",
+        name="burst-job",
+        quiet_period=0,
+        label_expression="burst",
         steps=[{"type": "shell", "command": "echo ran on $NODE_NAME"}],
     )
     build_services.schedule_build(job, "Started by timer")
