@@ -9,6 +9,9 @@ import tempfile
 
 os.environ.setdefault("STEWARD_HOME", tempfile.mkdtemp(prefix="steward-test-"))
 os.environ.setdefault("STEWARD_DEBUG", "0")
+# Redis keys of this test run only (broker queues and channel layer), inherited by the consoles
+# and workers the tests start: nothing left over from another run can take this run's tasks.
+os.environ.setdefault("STEWARD_REDIS_PREFIX", f"steward-test-{os.getpid()}")
 
 from console.settings import *  # noqa: E402,F403
 from console.settings import DATABASES, STEWARD_HOME  # noqa: E402

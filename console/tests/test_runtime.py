@@ -158,7 +158,10 @@ class WorkerProcess:
         from celery import Celery
 
         prefix = {"global_keyprefix": f"{env['STEWARD_REDIS_PREFIX']}:"}
-        control = Celery(broker=env["REDIS_URL"], broker_transport_options=prefix).control
+        # Not the current app: shared tasks of later tests must keep using console.celery.app.
+        control = Celery(
+            broker=env["REDIS_URL"], broker_transport_options=prefix, set_as_current=False
+        ).control
         nodename = self.name.replace("%h", socket.gethostname())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

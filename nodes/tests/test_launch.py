@@ -416,8 +416,14 @@ def test_built_in_node_runs_the_same_agent_locally(celery_worker, db):
     assert out.decode().strip() == agent_package.agent_hash()
 
 
-def test_restart_relaunches_nodes_that_were_online(celery_worker, sshd, client_key, remote_root):
+def test_restart_relaunches_nodes_that_were_online(
+    celery_worker, sshd, client_key, remote_root, settings
+):
     from nodes.tasks import recover_nodes
+
+    # The embedded process's restart: every connection died with the old process. (With
+    # separate worker processes, other workers' connections live on; see recover_nodes.)
+    settings.STEWARD_SCALED = False
 
     ssh_key_credential(client_key)
     node = ssh_node(sshd, remote_root)
