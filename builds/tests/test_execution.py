@@ -230,3 +230,29 @@ def test_work_waiting_for_a_disconnected_built_in_node_launches_it(celery_worker
     assert build.result == "SUCCESS", console_text(build)
     node.refresh_from_db()
     assert node.connection == Node.Connection.CONNECTED
+
+
+def test_controller_memory_does_not_grow_with_the_log(celery_worker):
+    """30 MB of output pass through the worker in batches: its peak allocation stays small,
+    and the log is stored whole, in a few hundred chunks rather than one row per line."""
+    import tracemalloc
+
+    from console.models import LogChunk
+
+    online_builtin()
+    job = make_job(
+        "big-log", "set +x; head -c 30000000 /dev/zero | tr '\\0' 'x' | fold -w 99; echo done"
+    )
+    tracemalloc.start()
+    try:
+        services.schedule_build(job, "Started by timer")
+        build = wait_finished(job, timeout=120)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert build.result == "SUCCESS"
+    stream = LogStream.objects.get(key=build.log_key)
+    assert stream.size > 30_000_000
+    chunks = LogChunk.objects.filter(stream=stream).count()
+    assert chunks < 2000, f"{chunks} chunks: not batched"
+    assert peak < 8 * 1024 * 1024, f"peak traced allocation {peak / 1e6:.1f} MB for a 30 MB log"
