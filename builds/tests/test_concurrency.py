@@ -97,7 +97,10 @@ class Schedulers:
 
 def run_rounds(enqueued: list[int]) -> None:
     rng = random.Random(20241129)
-    node_services.ensure_builtin_node()  # offline: its slots must never be used
+    # The built-in node takes no part: without executors it is neither used nor launched on
+    # demand (work waiting for a disconnected built-in node would start it).
+    builtin = node_services.ensure_builtin_node()
+    Node.objects.filter(pk=builtin.pk).update(num_executors=0)
     nodes = [
         Node.objects.create(
             name=f"c{i}", num_executors=EXECUTORS, launcher="ssh", remote_fs=f"/srv/c{i}",
