@@ -160,4 +160,6 @@ def recover_nodes() -> int:
             count += 1
         except services.NodeError:
             pass
-    return count
+    # "Keep online" nodes that were already down (their connection broke before the stop) are
+    # due now too, not at the first retention sweep a minute later.
+    return count + retention_sweep()
