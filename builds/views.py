@@ -287,13 +287,15 @@ def _live_item(job: Job) -> QueueItem | None:
 
 def _history_context(request: HttpRequest, job: Job) -> dict:
     now = timezone.now()
+    # The queue item first, then the builds: an item that leaves the queue between the two
+    # queries shows up as its build, so the page never misses it and stops following.
+    item = _live_item(job)
     paginator = Paginator(job.builds.select_related("node").order_by("-number"), HISTORY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     builds = list(page.object_list)
     older_color = "notbuilt"
     if builds and builds[-1].status != Status.FINISHED:
         older_color = _previous_color(builds[-1])
-    item = _live_item(job)
     live = item is not None or any(b.status != Status.FINISHED for b in builds)
     return {
         "job": job,
