@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shlex
 import socket
 import threading
 import time
@@ -46,9 +47,7 @@ def environment(build: Build, workspace: str) -> dict[str, str]:
     base = settings.STEWARD_URL.rstrip("/") + "/"
     job_url = f"{base}job/{build.job.name}/"
     node = build.node
-    env = {str(k): str(v) for k, v in (node.env_vars or [])} if node else {}
-    if isinstance(node.env_vars if node else None, dict):
-        env = {str(k): str(v) for k, v in node.env_vars.items()}
+    env = node.environment if node else {}
     env.update(
         {
             "BUILD_NUMBER": str(build.number),
@@ -242,7 +241,7 @@ def _run(build: Build, run: BuildRun) -> str:
     if build.job.delete_workspace:
         run.line("[WS-CLEANUP] Deleting project workspace...")
         spec = protocol.make_spec(
-            root, f"rm -rf -- {_sh_quote(workspace)}", shell=["/bin/sh", "-e"], env=env
+            root, f"rm -rf -- {shlex.quote(workspace)}", shell=["/bin/sh", "-e"], env=env
         )
         kind, code = run.run_step(connection, spec)
         if kind != "exit" or code != 0:
@@ -290,9 +289,3 @@ def _connection_died(connection, wait: float = 2.0) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def _sh_quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)

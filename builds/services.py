@@ -252,20 +252,13 @@ def _schedule_pass(final: bool) -> tuple[list[int], bool]:
         .annotate(last=Max("duration_ms"))
         .values_list("job_id", "last")
     )
-    last_node_names = dict(
-        Node.objects.filter(
-            pk__in=[i.job.last_built_on_id for i in items if i.job.last_built_on_id]
-        ).values_list("pk", "name")
-    )
+    # Every node is loaded above; a deleted node's builds have last_built_on cleared.
+    url_names = {node.pk: node.url_name for node in nodes}
     item_states = []
     for item in items:
         runs = running.get(item.job_id, [])
         started = [s for _, s in runs if s is not None]
-        last_on = item.job.last_built_on_id
-        last_name = None
-        if last_on is not None:
-            node = next((n for n in nodes if n.pk == last_on), None)
-            last_name = node.url_name if node else last_node_names.get(last_on)
+        last_name = url_names.get(item.job.last_built_on_id)
         estimate = estimates.get(item.job_id)
         item_states.append(
             scheduler.QueueItemState(
@@ -448,28 +441,30 @@ def finish_build(build_id: int, result: str) -> bool:
 
 def lost_builds_sweep() -> int:
     """Builds whose worker stopped heartbeating are failed and their executors freed."""
-    from console import logs
-
     seconds = getattr(settings, "STEWARD_LOST_BUILD_SECONDS", LOST_BUILD_SECONDS)
     limit = timezone.now() - timedelta(seconds=seconds)
     lost = Build.objects.filter(
         Q(status=Build.Status.RUNNING, heartbeat_at__lt=limit)
         | Q(status=Build.Status.PENDING, created_at__lt=limit - timedelta(minutes=4))
     )
-    count = 0
-    for build in lost:
-        stream = logs.open_stream(build.log_key)
-        try:
-            logs.append(
-                stream,
-                b"\nERROR: Steward lost contact with the build (its worker stopped)\nFinished: FAILURE\n",
-            )
-            logs.finish(stream)
-        except RuntimeError:
-            pass
-        if finish_build(build.pk, Build.Result.FAILURE):
-            count += 1
-    return count
+    return sum(
+        end_lost_build(build, "Steward lost contact with the build (its worker stopped)",
+                       Build.Result.FAILURE)
+        for build in lost
+    )  # fmt: skip
+
+
+def end_lost_build(build: Build, reason: str, result: str) -> bool:
+    """Finish a build whose task is gone: say why at the end of its log, free its executor."""
+    from console import logs
+
+    stream = logs.open_stream(build.log_key)
+    try:
+        logs.append(stream, f"\nERROR: {reason}\nFinished: {result}\n".encode())
+        logs.finish(stream)
+    except RuntimeError:  # its worker is still writing: finish_build below stops it
+        pass
+    return finish_build(build.pk, result)
 
 
 def delete_job(job: Job) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from builds import services
 from builds.models import Build, QueueItem
@@ -47,23 +48,12 @@ def sweep() -> int:
 def recover_builds() -> int:
     """After a restart the queue is kept (it is rows); pending builds whose task was lost are
     enqueued again, and the scheduler runs."""
-    from django.conf import settings
-
     count = 0
     if not settings.STEWARD_SCALED:
         for build in Build.objects.filter(status=Build.Status.RUNNING):
-            from console import logs
-
-            stream = logs.open_stream(build.log_key)
-            try:
-                logs.append(
-                    stream,
-                    b"\nERROR: Steward was restarted while this build was running\nFinished: ABORTED\n",
-                )
-                logs.finish(stream)
-            except RuntimeError:
-                pass
-            services.finish_build(build.pk, Build.Result.ABORTED)
+            services.end_lost_build(
+                build, "Steward was restarted while this build was running", Build.Result.ABORTED
+            )
             count += 1
         for build in Build.objects.filter(status=Build.Status.PENDING):
             run_build.delay(build.pk)

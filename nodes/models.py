@@ -122,6 +122,11 @@ class Node(models.Model):
         return BUILT_IN_NAME if self.is_builtin else self.name
 
     @property
+    def environment(self) -> dict[str, str]:
+        """The Environment variables node property, as stored by the form: name/value rows."""
+        return {str(row["name"]): str(row.get("value", "")) for row in self.env_vars or []}
+
+    @property
     def is_online(self) -> bool:
         """Connected and accepting tasks (Jenkins' "online")."""
         return self.connection == self.Connection.CONNECTED and not self.offline

@@ -166,7 +166,7 @@ def test_non_concurrent_job_waits_for_its_running_build(celery_worker):
 
 def test_the_environment_of_a_build(celery_worker):
     node = online_builtin()
-    Node.objects.filter(pk=node.pk).update(env_vars=[["FARM", "north"]])
+    Node.objects.filter(pk=node.pk).update(env_vars=[{"name": "FARM", "value": "north"}])
     job = make_job(
         "env",
         "echo N=$NODE_NAME J=$JENKINS_URL W=$WORKSPACE F=$FARM T=$BUILD_TAG E=$EXECUTOR_NUMBER",
