@@ -31,6 +31,9 @@ class LaunchLog:
         """An untimestamped line (e.g. the launcher description, a remote program's output)."""
         self.writer.write(text if text.endswith("\n") else text + "\n")
 
+    def flush(self) -> None:
+        self.writer.flush()
+
     def close(self, complete: bool = True) -> None:
         self.writer.close(complete=complete)
 

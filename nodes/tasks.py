@@ -68,6 +68,7 @@ def launch_agent(node_id: int, launch_number: int, attempt: int = 1) -> str:
         return "error"
     result.connection.launch_number = launch_number
     pool.put(node_id, result.connection)
+    log.flush()  # whoever sees the node online can read how it got there
     if not services.launch_succeeded(node_id, launch_number, result.agent_info):
         # Cancelled or superseded while we were finishing: do not leave it half online.
         pool.discard(node_id)
