@@ -23,6 +23,51 @@ class Job(models.Model):
     stuck_timeout_minutes = models.PositiveIntegerField(null=True, blank=True)
     delete_workspace = models.BooleanField("Delete workspace before build starts", default=False)
     timestamps = models.BooleanField("Add timestamps to the Console Output", default=False)
+
+    # "This project is parameterized": the definitions, in order. Each is
+    # {"type": "string" | "boolean" | "choice" | "password", "name", "description",
+    #  "default" (string: text, boolean: true/false, choice: unused), "trim" (string),
+    #  "choices" (choice: the list; the first is the default)}. A password parameter's default
+    # is never here: it is in ``encrypted_secrets``.
+    parameters = models.JSONField(default=list, blank=True)
+    # Ciphertext (credentials.crypto, purpose JOB_SECRETS_PURPOSE) of a JSON object
+    # {"<parameter name>": "<default password>"}; blank when there is none.
+    encrypted_secrets = models.TextField(blank=True, editable=False)
+
+    # Build Triggers.
+    # "Trigger builds remotely (e.g., from scripts)": only a SHA-256 of the token is kept.
+    remote_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    # "Build after other projects are built": comma-separated job names, and the worst result
+    # of theirs that still triggers this job (blank: the trigger is off).
+    upstream_projects = models.CharField("Projects to watch", max_length=2000, blank=True)
+    upstream_threshold = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=[
+            ("SUCCESS", "Trigger only if build is stable"),
+            ("UNSTABLE", "Trigger even if the build is unstable"),
+            ("FAILURE", "Trigger even if the build fails"),
+        ],
+    )
+    # "Build periodically": Jenkins' cron syntax (builds.cron); blank: off.
+    timer_spec = models.TextField("Schedule", blank=True)
+    # The last minute the timer was evaluated for, so a controller that was down does not
+    # fire the runs it missed.
+    timer_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Build Environment: "Use secret text(s) or file(s)". Each binding is
+    # {"kind": "usernamePassword" | "usernameColonPassword" | "string" | "file"
+    #           | "sshUserPrivateKey", "credential_id": "...", and the kind's variables:
+    #  usernamePassword: "username_variable", "password_variable";
+    #  usernameColonPassword, string, file: "variable";
+    #  sshUserPrivateKey: "key_file_variable", "passphrase_variable", "username_variable"}.
+    bindings = models.JSONField(default=list, blank=True)
+
+    # "Discard old builds" (Log Rotation): blank = keep.
+    discard_old_builds = models.BooleanField("Discard old builds", default=False)
+    discard_days = models.PositiveIntegerField("Days to keep builds", null=True, blank=True)
+    discard_num = models.PositiveIntegerField("Max # of builds to keep", null=True, blank=True)
+
     next_build_number = models.PositiveIntegerField(default=1)
     last_built_on = models.ForeignKey(
         "nodes.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -56,8 +101,17 @@ class QueueItem(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.WAITING)
     due_at = models.DateTimeField()
     in_queue_since = models.DateTimeField(auto_now_add=True)
-    # [{"text": "Started by user admin", "count": 2}, ...]: folded duplicate requests count up.
+    # [{"text": "Started by user admin", "count": 2, "kind": "user", ...}, ...]: folded duplicate
+    # requests count up. ``kind`` is "user" (+ "user"), "timer", "remote" (+ "addr", "note"),
+    # "upstream" (+ "project", "build") or "scm"; the text is what the pages show.
     causes = models.JSONField(default=list)
+    # The values this request was made with: [{"name", "value"}] in the job's order; a password
+    # parameter is {"name", "secret": true} here and its value is in ``encrypted_parameters``.
+    parameters = models.JSONField(default=list, blank=True)
+    encrypted_parameters = models.TextField(blank=True, editable=False)
+    # A keyed digest of all the values (passwords included): requests with the same values fold
+    # into one item, different values make a new one (JENKINS.md d3).
+    parameters_key = models.CharField(max_length=64, blank=True, editable=False)
     why = models.CharField(max_length=1000, blank=True)
     cancelled = models.BooleanField(default=False)
     build = models.OneToOneField(
@@ -91,6 +145,9 @@ class Build(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     result = models.CharField(max_length=16, choices=Result.choices, blank=True)
     causes = models.JSONField(default=list)
+    # As on the queue item it came from.
+    parameters = models.JSONField(default=list, blank=True)
+    encrypted_parameters = models.TextField(blank=True, editable=False)
     node = models.ForeignKey(
         "nodes.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="builds"
     )

@@ -16,6 +16,13 @@ from django.utils import timezone
 from builds import scheduler
 from builds.labels import node_labels
 from builds.models import Build, Executor, Job, QueueItem
+from builds.parameters import (
+    BUILD_PURPOSE,
+    QUEUE_PURPOSE,
+    ParameterValues,
+    reencrypt,
+    values_for,
+)
 from console.push import group_name, push
 from nodes import services as node_services
 from nodes.models import Node
@@ -53,23 +60,42 @@ def build_group(build_id: int) -> str:
 # --- causes ---------------------------------------------------------------------------------
 
 
-def user_cause(user) -> str:
-    return (
-        f"Started by user {user.get_username()}" if user is not None else "Started by an SCM change"
-    )
+def user_cause(user) -> dict:
+    if user is None:
+        return {"kind": "scm", "text": "Started by an SCM change"}
+    name = user.get_username()
+    return {"kind": "user", "user": name, "text": f"Started by user {name}"}
+
+
+def timer_cause() -> dict:
+    return {"kind": "timer", "text": "Started by timer"}
+
+
+def remote_cause(addr: str, note: str = "") -> dict:
+    text = f"Started by remote host {addr}" + (f" with note: {note}" if note else "")
+    return {"kind": "remote", "addr": addr, "note": note, "text": text}
+
+
+def upstream_cause(project: str, number: int) -> dict:
+    return {
+        "kind": "upstream",
+        "project": project,
+        "build": number,
+        "text": f"Started by upstream project ‘{project}’ build number {number}",
+    }
 
 
 def cause_lines(causes: list[dict]) -> list[str]:
     return [c["text"] + (f" ({c['count']} times)" if c.get("count", 1) > 1 else "") for c in causes]
 
 
-def _fold(causes: list[dict], text: str) -> list[dict]:
+def _fold(causes: list[dict], cause: dict) -> list[dict]:
     out = [dict(c) for c in causes]
-    for cause in out:
-        if cause["text"] == text:
-            cause["count"] = cause.get("count", 1) + 1
+    for existing in out:
+        if existing["text"] == cause["text"]:
+            existing["count"] = existing.get("count", 1) + 1
             return out
-    out.append({"text": text, "count": 1})
+    out.append({**cause, "count": 1})
     return out
 
 
@@ -82,18 +108,33 @@ def quiet_period_of(job: Job) -> int:
     return getattr(settings, "STEWARD_QUIET_PERIOD", DEFAULT_QUIET_PERIOD)
 
 
-def schedule_build(job: Job, cause: str, *, delay: int | None = None) -> tuple[QueueItem, bool]:
+def schedule_build(
+    job: Job,
+    cause: dict | str,
+    *,
+    delay: int | None = None,
+    parameters: ParameterValues | None = None,
+) -> tuple[QueueItem, bool]:
     """Put a build of ``job`` in the queue. A request for a job already waiting in the queue
-    folds into that item (its cause counts up, the earlier due time wins). Returns
-    (item, created)."""
+    with the same parameter values folds into that item (its cause counts up, the earlier due
+    time wins); different values make a new item. ``parameters`` defaults to the job's
+    defaults. Returns (item, created)."""
     if job.disabled:
         raise BuildError(f"{job.name} is not buildable")
+    if isinstance(cause, str):
+        cause = {"kind": "other", "text": cause}
+    if parameters is None:
+        parameters = values_for(job)
     seconds = quiet_period_of(job) if delay is None else delay
     due = timezone.now() + timedelta(seconds=seconds)
     with transaction.atomic():
         # Lock the job row so two requests cannot both create an item.
         Job.objects.select_for_update().filter(pk=job.pk).first()
-        item = QueueItem.objects.select_for_update().filter(job=job, state__in=LIVE).first()
+        item = (
+            QueueItem.objects.select_for_update()
+            .filter(job=job, state__in=LIVE, parameters_key=parameters.key)
+            .first()
+        )
         if item is not None:
             item.causes = _fold(item.causes, cause)
             item.due_at = min(item.due_at, due)
@@ -103,7 +144,10 @@ def schedule_build(job: Job, cause: str, *, delay: int | None = None) -> tuple[Q
             item = QueueItem.objects.create(
                 job=job,
                 due_at=due,
-                causes=[{"text": cause, "count": 1}],
+                causes=[{**cause, "count": 1}],
+                parameters=parameters.public,
+                encrypted_parameters=parameters.encrypted,
+                parameters_key=parameters.key,
                 why=f"In the quiet period. Expires in {scheduler.format_duration(seconds)}"
                 if seconds
                 else "",
@@ -333,6 +377,10 @@ def _start(item: QueueItem, node: Node, executor_number: int, now) -> int | None
                 job_id=item.job_id,
                 number=number,
                 causes=item.causes,
+                parameters=item.parameters,
+                encrypted_parameters=reencrypt(
+                    item.encrypted_parameters, QUEUE_PURPOSE, BUILD_PURPOSE
+                ),
                 node=node,
                 node_name=node.url_name,
                 executor_number=executor_number,

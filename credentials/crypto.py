@@ -43,6 +43,9 @@ FILE_VARIABLE = "STEWARD_MASTER_KEY_FILE"
 # and the start-up check walk these; the purpose is bound into each token as associated data.
 ENCRYPTED_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("credentials", "Credential", "encrypted_secrets", "credentials.Credential.secrets"),
+    ("builds", "Job", "encrypted_secrets", "builds.Job.secrets"),
+    ("builds", "QueueItem", "encrypted_parameters", "builds.QueueItem.parameters"),
+    ("builds", "Build", "encrypted_parameters", "builds.Build.parameters"),
 )
 
 
